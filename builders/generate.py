@@ -1,0 +1,196 @@
+"""Generate a benchmark config from an annotation index: draft, shuffle, phrase, verify.
+
+Sample number k of a config gets its own rng, seeded from (seed, config, k), and its controls from
+cell `k % len(cells)`, so any sample can be regenerated alone and the output depends only on
+(annotations, config, overrides, seed). Every sample is re-checked by the independent verifier.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import orjson
+
+from mimic.builders.configs import BenchConfig, get_config, resolve_cells
+from mimic.builders.index import AnnotationIndex
+from mimic.builders.sample import Sample, sample_id
+from mimic.builders.sampling import ImagePicker
+from mimic.builders.tasks import TASKS
+from mimic.builders.templates import CONNECTOR_TEMPLATES, TASK_TEMPLATES, render_question, template_family
+from mimic.builders.verify import counting_answer, verify_sample
+from mimic.errors import AnnotationError, InfeasibleError
+
+__all__ = ["generate", "iter_samples", "sample_seed", "write_jsonl", "read_jsonl", "MAX_ATTEMPTS"]
+
+# Random attempts per sample before the controls are declared infeasible for these annotations.
+MAX_ATTEMPTS = 200
+
+
+def sample_seed(seed: int, config: str, number: int) -> int:
+    """A 63-bit seed for one sample, stable across Python versions and platforms."""
+    digest = hashlib.sha256(f"mimic:{seed}:{config}:{number}".encode()).digest()
+    return int.from_bytes(digest[:8], "little") >> 1
+
+
+def iter_samples(
+    index: AnnotationIndex,
+    config: str | BenchConfig,
+    *,
+    num: int | None = None,
+    scale: str = "small",
+    seed: int = 0,
+    overrides: dict | None = None,
+    min_box_frac: float | None = None,
+    verify: bool = True,
+    start: int = 0,
+) -> Iterator[Sample]:
+    """Yield samples `start..num-1` of a config (see `generate`)."""
+    cfg = get_config(config) if isinstance(config, str) else config
+    cells = resolve_cells(cfg, overrides)
+    num = cfg.num_samples(scale) if num is None else num
+    frac = cfg.min_box_frac if min_box_frac is None else min_box_frac
+    picker = ImagePicker(index, frac)
+    make = TASKS[cfg.task]
+    seen: set[tuple] = set()
+    for number in range(start, num):
+        own_seed = sample_seed(seed, cfg.name, number)
+        rng = np.random.default_rng(own_seed)
+        cell = cells[number % len(cells)]
+        for _attempt in range(MAX_ATTEMPTS):
+            draft = make(picker, rng, cell, cfg.name)
+            if draft is None:
+                continue
+            # Within one run, the same images and targets twice would be a wasted query.
+            key = (tuple(sorted(draft.images)), tuple(draft.targets))
+            if key not in seen:
+                seen.add(key)
+                break
+        else:
+            shown = {k: v for k, v in cell.items() if v is not None}
+            raise InfeasibleError(
+                f"{cfg.name}: no valid sample in {MAX_ATTEMPTS} random attempts for controls {shown} "
+                f"(sample {number}); the annotations have {index.num_images} images and {index.num_classes} classes"
+            )
+        sample = _finalize(index, cfg, draft, rng, number, own_seed)
+        if verify:
+            verify_sample(index, sample, frac)
+        yield sample
+
+
+def generate(index: AnnotationIndex, config: str | BenchConfig, **kwargs) -> list[Sample]:
+    """Generate `num` samples (default: the config's size at `scale`) with every control recorded.
+
+    Args:
+        index: the annotation index.
+        config: a config name (`counting_balanced`, `counting_unbalanced`, `counting_multiconcept`, `listing`,
+            `common`, `odd_one`) or a `BenchConfig`.
+        num: number of samples; default the config's size at `scale` ("small" or "paper").
+        seed: base seed; the same (index, config, overrides, seed) give the same samples.
+        overrides: control values replacing the config's (`num_images`, `spread`, `distractors`, `concepts`,
+            `total_instances`, `num_answer_classes`).
+        min_box_frac: eligibility threshold (default 0.05).
+        verify: re-check every sample with the verifier (on by default).
+
+    Raises:
+        InfeasibleError: the annotations cannot satisfy the controls (the message says which and why).
+        ConfigError: unknown config or inconsistent controls.
+    """
+    return list(iter_samples(index, config, **kwargs))
+
+
+def _finalize(index: AnnotationIndex, cfg: BenchConfig, draft, rng: np.random.Generator, number: int, seed: int) -> Sample:
+    order = rng.permutation(len(draft.images)).tolist()
+    positions = [draft.images[j] for j in order]
+    names = [index.class_names[c] for c in draft.targets]
+    if cfg.task == "listing":
+        names = sorted(names)
+    target_ids = [index.class_to_id[c] for c in names]
+    counts = [[index.count(p, c) for c in target_ids] for p in positions]
+    if cfg.task == "odd_one":
+        query = [k for k, row in enumerate(counts) if row[0] > 0]
+    elif cfg.task == "common":
+        query = list(range(len(positions)))
+    else:
+        relevant = draft_classes(index, cfg, draft)
+        query = [k for k, p in enumerate(positions) if any(not index.is_free(p, c) for c in relevant)]
+    totals = [sum(col) for col in zip(*counts, strict=True)]
+    if cfg.task == "counting":
+        answer, answer_list = counting_answer(names, totals, cfg.multi_format)
+    elif cfg.task == "listing":
+        answer, answer_list = ", ".join(names), list(names)
+    else:
+        answer, answer_list = names[0], [names[0]]
+    family = template_family(cfg.task, len(names), cfg.multi_format)
+    template_id = int(rng.integers(len(TASK_TEMPLATES[family])))
+    connector_id = int(rng.integers(len(CONNECTOR_TEMPLATES[family])))
+    question = render_question(family, template_id, connector_id, names, draft.category)
+    image_ids = [str(index.image_ids[p]) for p in positions]
+    return Sample(
+        id=sample_id(cfg.name, number, image_ids, question),
+        task=cfg.task,
+        config=cfg.name,
+        image_ids=image_ids,
+        file_names=[str(index.file_names[p]) for p in positions],
+        question=question,
+        answer=answer,
+        answer_list=answer_list,
+        target_classes=names,
+        category=draft.category,
+        num_images=len(positions),
+        num_query_images=len(query),
+        num_distractors=len(positions) - len(query),
+        num_concepts=len(names),
+        total_instances=int(sum(totals)),
+        per_image_counts=counts,
+        target_positions=query,
+        template_id=template_id,
+        connector_id=connector_id,
+        seed=seed,
+        source=index.source,
+    )
+
+
+def draft_classes(index: AnnotationIndex, cfg: BenchConfig, draft) -> list[int]:
+    """Classes whose presence makes an image a query image: the targets, or the whole Listing category."""
+    if cfg.task == "listing":
+        return [index.class_to_id[m] for m in index.categories[draft.category]]
+    return list(draft.targets)
+
+
+# ---------------------------------------------------------------------------- JSONL
+def write_jsonl(samples, path: str | os.PathLike) -> Path:
+    """Write samples (or row dicts) one per line, atomically."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            for s in samples:
+                row = s.to_row() if isinstance(s, Sample) else s
+                f.write(orjson.dumps(row, option=orjson.OPT_SORT_KEYS) + b"\n")
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def read_jsonl(path: str | os.PathLike) -> list[dict]:
+    path = Path(path)
+    if not path.is_file():
+        raise AnnotationError(path, "file not found")
+    rows = []
+    with open(path, "rb") as f:
+        for line_no, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                rows.append(orjson.loads(line))
+            except orjson.JSONDecodeError as e:
+                raise AnnotationError(path, f"line {line_no} is not valid JSON ({e})") from e
+    return rows

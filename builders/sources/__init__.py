@@ -1,0 +1,1 @@
+"""Annotation sources: each reads one dataset format into an `AnnotationIndex`."""

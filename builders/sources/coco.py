@@ -1,0 +1,208 @@
+"""COCO instances JSON (plus an images folder) -> `AnnotationIndex`.
+
+The file is parsed with orjson and reduced with numpy. pycocotools' `COCO()` would do the same
+json parse and then build its own Python dict index over every annotation, which this reduction does
+not need; the tests check our per-image class counts against pycocotools on real COCO data.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import orjson
+
+from mimic.builders.index import AnnotationIndex
+from mimic.errors import AnnotationError
+
+__all__ = ["COCO_SUPERCATEGORY_NAMES", "read_coco", "read_coco_json", "check_image_files"]
+
+# COCO's supercategory ids are terse ("kitchen", "electronic"); Listing questions need readable names.
+COCO_SUPERCATEGORY_NAMES = {
+    "person": "people",
+    "vehicle": "vehicles",
+    "outdoor": "outdoor objects",
+    "animal": "animals",
+    "accessory": "accessories",
+    "sports": "sports equipment",
+    "kitchen": "kitchenware",
+    "food": "food",
+    "furniture": "furniture",
+    "electronic": "electronics",
+    "appliance": "appliances",
+    "indoor": "indoor objects",
+}
+
+# Boxes may overshoot the image by rounding; real COCO stays well within one pixel.
+_BOX_TOLERANCE_PX = 1.0
+
+
+def read_coco_json(path: str | os.PathLike) -> dict:
+    """Parse a COCO-format JSON file, with errors that name the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise AnnotationError(path, "annotation file not found")
+    try:
+        data = orjson.loads(path.read_bytes())
+    except orjson.JSONDecodeError as e:
+        raise AnnotationError(path, f"malformed JSON: {e}") from e
+    if not isinstance(data, dict):
+        raise AnnotationError(path, "expected a JSON object with images, annotations and categories")
+    for key in ("images", "annotations", "categories"):
+        if not isinstance(data.get(key), list):
+            raise AnnotationError(path, "missing or not a list", field=key)
+    return data
+
+
+def _column(path, records: list[dict], section: str, key: str, dtype=None):
+    """`[r[key] for r in records]` as an array, or an error naming the first record without the key."""
+    try:
+        values = [r[key] for r in records]
+    except (KeyError, TypeError):
+        k = next(k for k, r in enumerate(records) if not isinstance(r, dict) or key not in r)
+        raise AnnotationError(path, "missing", field=f"{section}[{k}].{key}") from None
+    if dtype is None:
+        return values
+    try:
+        return np.asarray(values, dtype=dtype)
+    except (TypeError, ValueError):
+        k = next(k for k, v in enumerate(values) if not _castable(v, dtype))
+        raise AnnotationError(path, f"bad value {values[k]!r}", field=f"{section}[{k}].{key}") from None
+
+
+def _castable(value, dtype) -> bool:
+    try:
+        np.asarray(value, dtype=dtype)
+        return not isinstance(value, (list, dict, str)) or dtype is object
+    except (TypeError, ValueError):
+        return False
+
+
+def read_coco(
+    annotations: str | os.PathLike,
+    images_dir: str | os.PathLike | None = None,
+    *,
+    source: str = "coco",
+    check_images: bool = False,
+) -> AnnotationIndex:
+    """Read a COCO instances file into an `AnnotationIndex`.
+
+    Args:
+        annotations: path to `instances_*.json`.
+        images_dir: folder holding the images' `file_name`s (checked only with `check_images`).
+        source: recorded in the index ("synthetic" for the rendered world, which is COCO-format).
+        check_images: verify now that every image file exists (otherwise readers find out lazily).
+    """
+    path = Path(annotations)
+    data = read_coco_json(path)
+    images, anns, cats = data["images"], data["annotations"], data["categories"]
+
+    cat_ids = _column(path, cats, "categories", "id", np.int64)
+    cat_names = _column(path, cats, "categories", "name")
+    supers = [c.get("supercategory") or "" for c in cats]
+    if len(set(cat_ids.tolist())) != len(cat_ids):
+        raise AnnotationError(path, "duplicate category ids", field="categories")
+    if len(set(cat_names)) != len(cat_names):
+        raise AnnotationError(path, "duplicate category names", field="categories")
+    # Classes in category-id order: stable across files that list categories in another order.
+    order = np.argsort(cat_ids, kind="stable")
+    class_names = [str(cat_names[k]) for k in order]
+    sorted_cat_ids = cat_ids[order]
+    categories: dict[str, list[str]] = {}
+    for k in order:
+        if supers[k]:
+            categories.setdefault(COCO_SUPERCATEGORY_NAMES.get(supers[k], supers[k]), []).append(cat_names[k])
+
+    img_ids = _column(path, images, "images", "id", np.int64)
+    file_names = _column(path, images, "images", "file_name")
+    widths = _column(path, images, "images", "width", np.float64)
+    heights = _column(path, images, "images", "height", np.float64)
+    bad = np.flatnonzero((widths <= 0) | (heights <= 0))
+    if len(bad):
+        raise AnnotationError(path, "image size must be positive", field=f"images[{bad[0]}].width/height")
+    img_sorter = np.argsort(img_ids, kind="stable")
+    if len(img_ids) > 1 and np.any(np.diff(img_ids[img_sorter]) == 0):
+        dup = img_ids[img_sorter][np.flatnonzero(np.diff(img_ids[img_sorter]) == 0)[0]]
+        raise AnnotationError(path, f"duplicate image id {dup}", field="images")
+
+    ann_img = _column(path, anns, "annotations", "image_id", np.int64)
+    ann_cat = _column(path, anns, "annotations", "category_id", np.int64)
+    bbox = _column(path, anns, "annotations", "bbox")
+    try:
+        boxes = np.asarray(bbox, dtype=np.float64).reshape(len(anns), 4)
+    except (TypeError, ValueError):
+        k = next(k for k, b in enumerate(bbox) if not (isinstance(b, list) and len(b) == 4))
+        raise AnnotationError(path, f"bbox must be [x, y, w, h], got {bbox[k]!r}", field=f"annotations[{k}].bbox") from None
+    crowd = np.fromiter((a.get("iscrowd", 0) for a in anns), dtype=np.int8, count=len(anns)).astype(bool)
+
+    box_class = np.searchsorted(sorted_cat_ids, ann_cat)
+    box_class_c = np.minimum(box_class, max(len(sorted_cat_ids) - 1, 0))
+    unknown = np.flatnonzero((box_class >= len(sorted_cat_ids)) | (sorted_cat_ids[box_class_c] != ann_cat)) if len(
+        sorted_cat_ids
+    ) else np.arange(len(anns))
+    if len(unknown):
+        k = unknown[0]
+        raise AnnotationError(
+            path, f"unknown category id {ann_cat[k]} ({len(unknown)} annotations)", field=f"annotations[{k}].category_id"
+        )
+    pos = np.searchsorted(img_ids[img_sorter], ann_img)
+    pos_c = np.minimum(pos, max(len(img_ids) - 1, 0))
+    missing = np.flatnonzero((pos >= len(img_ids)) | (img_ids[img_sorter][pos_c] != ann_img)) if len(
+        img_ids
+    ) else np.arange(len(anns))
+    if len(missing):
+        k = missing[0]
+        raise AnnotationError(
+            path, f"unknown image id {ann_img[k]} ({len(missing)} annotations)", field=f"annotations[{k}].image_id"
+        )
+    box_image = img_sorter[pos_c]
+
+    x, y, w, h = boxes.T
+    W, H = widths[box_image], heights[box_image]
+    outside = np.flatnonzero(
+        (w < 0) | (h < 0) | (x < -_BOX_TOLERANCE_PX) | (y < -_BOX_TOLERANCE_PX)
+        | (x + w > W + _BOX_TOLERANCE_PX) | (y + h > H + _BOX_TOLERANCE_PX)
+    )
+    if len(outside):
+        k = outside[0]
+        raise AnnotationError(
+            path,
+            f"box {boxes[k].tolist()} lies outside its {int(W[k])}x{int(H[k])} image "
+            f"(image id {ann_img[k]}; {len(outside)} such boxes)",
+            field=f"annotations[{k}].bbox",
+        )
+    frac = (w * h) / (W * H)
+
+    index = AnnotationIndex.from_boxes(
+        source=source,
+        image_ids=img_ids.tolist(),
+        file_names=file_names,
+        widths=widths.astype(np.int32),
+        heights=heights.astype(np.int32),
+        class_names=class_names,
+        categories=categories,
+        box_image=box_image,
+        box_class=box_class_c,
+        box_frac=frac,
+        box_crowd=crowd,
+        images_dir=images_dir,
+    )
+    if check_images:
+        check_image_files(index)
+    return index
+
+
+def check_image_files(index: AnnotationIndex) -> None:
+    """Raise an error listing the image files of the index that are not on disk."""
+    if index.images_dir is None:
+        raise AnnotationError("<index>", "no images folder to check; pass --images")
+    root = Path(index.images_dir)
+    if not root.is_dir():
+        raise AnnotationError(root, "images folder not found")
+    present = set(os.listdir(root))
+    missing = [f for f in index.file_names if f not in present and not (root / f).exists()]
+    if missing:
+        raise AnnotationError(
+            root, f"{len(missing)} image files listed in the annotations are missing, e.g. {missing[:3]}", field="file_name"
+        )

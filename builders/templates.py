@@ -1,0 +1,158 @@
+"""Question templates of the paper (appendix, Fig. 12) and correct plural forms of class names.
+
+A question is one task template plus one connector template, both drawn by the sample's rng and
+recorded by id: `P = P_task || P_connector`. The paper's Counting and Listing templates name one
+class or category; multi-concept Counting extends them to a list of classes and states the answer
+format in its connectors, so the expected output ("dog: 2, cat: 1") is unambiguous.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "TASK_TEMPLATES",
+    "CONNECTOR_TEMPLATES",
+    "pluralize",
+    "join_names",
+    "render_question",
+    "template_family",
+]
+
+# {plural}: the class in plural ("dogs"), {a_singular}: with an article ("a dog"), {category}: a Listing
+# category ("animals"). Counting template 5 needs the singular for grammar ("How many times does a dog appear").
+TASK_TEMPLATES: dict[str, tuple[str, ...]] = {
+    "common": (
+        "Which class is common in these images?",
+        "Identify the class that appears in all these images.",
+        "Find the common category in these images.",
+        "Determine the class that is consistent across all these images.",
+        "Which class is repeated in all these images?",
+    ),
+    "odd_one": (
+        "Which class is odd one out in these images?",
+        "Identify the class that is different from the others in these images.",
+        "Determine the class that doesn't belong in these images.",
+        "Find the class that is the outlier among these images.",
+        "Which class is unique compared to the others in these images?",
+        "Identify the class that is distinct from the rest in these images.",
+        "Determine the class that is not like the others in these images.",
+    ),
+    "listing": (
+        "List all the sub-categories belonging to the category {category} in the given images.",
+        "Provide a list of all sub-categories under the category {category} in these images.",
+        "Enumerate the sub-categories that belong to the category {category} in the given images.",
+        "Generate a list of all sub-categories for the category {category} in the images.",
+        "Compile a list of all sub-categories under the category {category} in the provided images.",
+        "Identify and list all sub-categories belonging to the category {category} in these images.",
+    ),
+    "counting": (
+        "How many {plural} are there in the images?",
+        "Count the occurrences of {plural} in these images.",
+        "What is the total number of {plural} present in these images?",
+        "Provide the count of {plural} visible in these images.",
+        "How many times does {a_singular} appear in these images?",
+        "How many instances of {plural} can be identified in these images?",
+    ),
+    # Multi-concept counting: the counting templates over a list of classes.
+    "counting_multi": (
+        "How many {plural} are there in the images?",
+        "Count the occurrences of {plural} in these images.",
+        "What is the total number of {plural} present in these images?",
+        "Provide the count of {plural} visible in these images.",
+        "How many instances of {plural} can be identified in these images?",
+    ),
+}
+
+CONNECTOR_TEMPLATES: dict[str, tuple[str, ...]] = {
+    "common": ("Please provide the correct class name directly.", "Provide the precise class name directly."),
+    "odd_one": ("Please provide the correct class name directly.", "Provide the precise class name directly."),
+    "listing": ("Please provide the list of category names directly. Separate multiple names with commas.",),
+    "counting": (
+        "Please state the exact number directly.",
+        "Provide the exact number directly.",
+        "Please give the correct number without any extra information.",
+    ),
+    "counting_multi": (
+        "Answer with the exact count of each class directly, in the form '{example}'.",
+        "Give the exact number for each class directly, as '{example}'.",
+        "Please state each count directly, without any extra information, in the form '{example}'.",
+    ),
+}
+
+# Nouns whose plural is the same word, or that are already plural / uncountable.
+_UNINFLECTED = {
+    "sheep", "deer", "fish", "moose", "bison", "cattle", "broccoli", "scissors", "skis", "glasses", "sunglasses",
+    "goggles", "jeans", "shorts", "trousers", "pants", "food", "sushi", "popcorn", "seafood", "bread", "pasta",
+    "luggage", "furniture", "clothing", "footwear", "swimwear", "headphones", "binoculars", "tongs", "pliers",
+    "sunscreen", "cheese", "salad", "milk", "coffee", "tea", "juice", "wine", "beer", "snowboard equipment",
+    "squid", "shrimp", "salmon", "tuna", "dice", "aircraft", "spacecraft", "watercraft", "rice", "corn",
+    "asparagus", "cabbage", "garlic", "lettuce", "spinach", "cream", "honey",
+}
+_IRREGULAR = {
+    "person": "people", "man": "men", "woman": "women", "child": "children", "mouse": "mice", "goose": "geese",
+    "tooth": "teeth", "foot": "feet", "ox": "oxen", "louse": "lice", "cactus": "cacti", "knife": "knives",
+    "leaf": "leaves", "wolf": "wolves", "shelf": "shelves", "loaf": "loaves", "scarf": "scarves", "calf": "calves",
+    "wife": "wives", "life": "lives", "half": "halves", "hoof": "hooves", "potato": "potatoes",
+    "tomato": "tomatoes", "mango": "mangoes", "volcano": "volcanoes", "hero": "heroes", "echo": "echoes",
+    "torpedo": "torpedoes", "fungus": "fungi", "octopus": "octopuses", "platypus": "platypuses",
+    "hippopotamus": "hippopotamuses", "bus": "buses", "lens": "lenses", "canvas": "canvases", "dress": "dresses",
+}
+
+
+def pluralize(name: str) -> str:
+    """Plural of a class name, inflecting its last word: "wine glass" -> "wine glasses", "sheep" -> "sheep"."""
+    if not name:
+        return name
+    head, _, last = name.rpartition(" ")
+    low = last.lower()
+    if name.lower() in _UNINFLECTED or low in _UNINFLECTED:
+        plural = last
+    elif low in _IRREGULAR:
+        plural = _match_case(last, _IRREGULAR[low])
+    elif low.endswith(("s", "x", "z", "ch", "sh")):
+        plural = last + "es"
+    elif low.endswith("y") and len(low) > 1 and low[-2] not in "aeiou":
+        plural = last[:-1] + "ies"
+    else:
+        plural = last + "s"
+    return f"{head} {plural}" if head else plural
+
+
+def _match_case(src: str, word: str) -> str:
+    return word.capitalize() if src[:1].isupper() else word
+
+
+def _with_article(name: str) -> str:
+    return ("an " if name[:1].lower() in "aeiou" else "a ") + name
+
+
+def join_names(names: list[str]) -> str:
+    """"a", "a and b", "a, b and c"."""
+    if len(names) <= 1:
+        return "".join(names)
+    return ", ".join(names[:-1]) + " and " + names[-1]
+
+
+def template_family(task: str, num_concepts: int = 1, multi_format: bool = False) -> str:
+    """The template set a question uses: multi-concept counting has its own (answer format stated)."""
+    if task == "counting" and (multi_format or num_concepts > 1):
+        return "counting_multi"
+    return task
+
+
+def render_question(
+    family: str, template_id: int, connector_id: int, classes: list[str] = (), category: str | None = None
+) -> str:
+    """Fill task template `template_id` and connector `connector_id` of a template family."""
+    task_t = TASK_TEMPLATES[family][template_id]
+    conn_t = CONNECTOR_TEMPLATES[family][connector_id]
+    if family == "counting_multi":
+        plural = join_names([pluralize(c) for c in classes])
+        # A placeholder, not an example number: a concrete number would bias the answers.
+        example = ", ".join(f"{c}: <number>" for c in classes)
+        return f"{task_t.format(plural=plural)} {conn_t.format(example=example)}"
+    if family == "counting":
+        (cls,) = classes
+        return f"{task_t.format(plural=pluralize(cls), a_singular=_with_article(cls))} {conn_t}"
+    if family == "listing":
+        return f"{task_t.format(category=category)} {conn_t}"
+    return f"{task_t} {conn_t}"

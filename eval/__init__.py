@@ -1,0 +1,1 @@
+"""Model adapters, answer scoring, evaluation runner and reports (import name `mimic.eval`)."""

@@ -1,0 +1,144 @@
+"""The `mimic` command line.
+
+Each command is a typed dataclass of options (every field carries its `help`) plus a run function,
+registered with `@command`. The parser is generated from the dataclass, so `mimic CMD --help` always
+explains every option. Command modules import heavy libraries inside their run functions, which keeps
+`mimic --help` instant.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+import types
+import typing
+from collections.abc import Callable
+from dataclasses import MISSING, dataclass
+
+from mimic import __version__
+from mimic.errors import AnnotationError, ConfigError, InfeasibleError
+
+__all__ = ["command", "build_parser", "main", "COMMANDS", "opt"]
+
+
+@dataclass(frozen=True)
+class Command:
+    name: str
+    options: type
+    run: Callable[[typing.Any], int | None]
+    summary: str
+
+
+COMMANDS: dict[str, Command] = {}
+
+
+def command(name: str, options: type) -> Callable:
+    """Register `fn(options_instance)` as `mimic NAME`; its docstring's first line is the summary."""
+
+    def wrap(fn):
+        doc = (fn.__doc__ or "").strip()
+        COMMANDS[name] = Command(name, options, fn, doc.splitlines()[0] if doc else "")
+        return fn
+
+    return wrap
+
+
+def opt(default=MISSING, *, help: str, choices=None, positional: bool = False, metavar=None, **kw):
+    """A dataclass field with CLI metadata (`help` is required: no undocumented options)."""
+    meta = {"help": help, "choices": choices, "positional": positional, "metavar": metavar}
+    if default is MISSING and "default_factory" not in kw:
+        return dataclasses.field(metadata=meta, **kw)
+    if isinstance(default, (list, dict, set)):
+        return dataclasses.field(default_factory=lambda d=default: type(d)(d), metadata=meta, **kw)
+    return dataclasses.field(default=default, metadata=meta, **kw)
+
+
+def _unwrap_optional(tp):
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        if len(args) == 1:
+            return args[0], True
+    return tp, False
+
+
+def _add_dataclass_arguments(parser: argparse.ArgumentParser, cls: type) -> None:
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        meta = f.metadata
+        tp, _optional = _unwrap_optional(hints[f.name])
+        required = f.default is MISSING and f.default_factory is MISSING
+        default = None if required else (f.default if f.default is not MISSING else f.default_factory())
+        help_text = meta.get("help", "")
+        if not required and not (default is None or default is False or default == [] or default == ""):
+            help_text += f" (default: {default})"
+        kwargs: dict = {"help": help_text}
+        if meta.get("choices"):
+            kwargs["choices"] = meta["choices"]
+        if meta.get("metavar"):
+            kwargs["metavar"] = meta["metavar"]
+        origin = typing.get_origin(tp)
+        if tp is bool:
+            flag = "--" + f.name.replace("_", "-")
+            parser.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, default=default, **kwargs)
+            continue
+        if origin in (list, tuple):
+            (elem,) = typing.get_args(tp)[:1]
+            kwargs.update(nargs="+" if required else "*", type=elem)
+        else:
+            kwargs["type"] = tp
+        if meta.get("positional"):
+            if not required:
+                kwargs.setdefault("nargs", "?")
+                kwargs["default"] = default
+            parser.add_argument(f.name, **kwargs)
+        else:
+            flag = "--" + f.name.replace("_", "-")
+            parser.add_argument(flag, dest=f.name, required=required, default=default, **kwargs)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    _load_commands()
+    parser = argparse.ArgumentParser(
+        prog="mimic",
+        description="MIMIC: controlled multi-image benchmarks and training data for vision-language models.",
+    )
+    parser.add_argument("--version", action="version", version=f"mimic-vlm {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", title="commands")
+    for name, cmd in COMMANDS.items():
+        p = sub.add_parser(
+            name,
+            help=cmd.summary,
+            description=(cmd.run.__doc__ or cmd.summary).strip(),
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+        _add_dataclass_arguments(p, cmd.options)
+    return parser
+
+
+def _load_commands() -> None:
+    # Importing the command modules fills COMMANDS through their decorators.
+    from mimic.commands import data as _data  # noqa: F401
+    from mimic.commands import generate as _generate  # noqa: F401
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    ns = parser.parse_args(argv)
+    if ns.command is None:
+        parser.print_help()
+        return 0
+    cmd = COMMANDS[ns.command]
+    values = {k: v for k, v in vars(ns).items() if k != "command"}
+    try:
+        options = cmd.options(**values)
+        code = cmd.run(options)
+    except (AnnotationError, ConfigError, InfeasibleError) as e:
+        print(f"mimic {ns.command}: error: {e}", file=sys.stderr)
+        return 2
+    return int(code or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""One module per group of `mimic` commands; each registers its commands with `mimic.cli.command`."""

@@ -1,0 +1,120 @@
+"""Commands over generated question sets: `mimic generate`, `mimic stats`, `mimic verify`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from mimic.cli import command, opt
+from mimic.commands.data import SOURCES, load_index
+
+CONFIG_NAMES = [
+    "counting_balanced", "counting_unbalanced", "counting_multiconcept", "listing", "common", "odd_one",
+]
+
+
+@dataclass
+class GenerateOptions:
+    config: str = opt(help="Benchmark config to generate.", choices=CONFIG_NAMES)
+    out: str = opt(help="Output JSON Lines file, one sample per line (no image bytes).", metavar="FILE.jsonl")
+    source: str = opt("synthetic", help="Annotation format.", choices=SOURCES)
+    annotations: str | None = opt(
+        None,
+        help="Annotations: COCO/synthetic JSON, Open Images box CSV, or an index written by `mimic index` "
+        "(.parquet). Synthetic without it renders the default world.",
+        metavar="PATH",
+    )
+    images: str | None = opt(None, help="Images folder of the annotations.", metavar="DIR")
+    oi_classes: str | None = opt(None, help="openimages: class-descriptions-boxable.csv.", metavar="CSV")
+    oi_hierarchy: str | None = opt(None, help="openimages: bbox_labels_600_hierarchy.json.", metavar="JSON")
+    num: int | None = opt(None, help="Number of samples (default: the config's size at --scale).")
+    scale: str = opt("small", help="Default size: small (demos, tests) or paper (Table 1).", choices=["small", "paper"])
+    seed: int = opt(0, help="Base seed; the same annotations, config, controls and seed give identical output.")
+    min_box_frac: float = opt(0.05, help="Eligibility: every box of a class must cover this fraction of the image.")
+    num_images: int | None = opt(None, help="Control: images per sample (replaces the config's grid).")
+    spread: int | None = opt(None, help="Control (counting, listing): images holding target instances.")
+    distractors: int | None = opt(None, help="Control (counting, listing): images free of every target class.")
+    concepts: int | None = opt(None, help="Control (counting): number of classes to count (k).")
+    total_instances: int | None = opt(None, help="Control (single-concept counting): the total count T.")
+    num_answer_classes: int | None = opt(None, help="Control (listing): number of classes in the answer.")
+    progress: bool = opt(True, help="Show a progress bar.")
+
+
+def overrides_of(o) -> dict:
+    return {
+        "num_images": o.num_images, "spread": o.spread, "distractors": o.distractors, "concepts": o.concepts,
+        "total_instances": o.total_instances, "num_answer_classes": o.num_answer_classes,
+    }
+
+
+@command("generate", GenerateOptions)
+def run_generate(o: GenerateOptions) -> int:
+    """Generate one benchmark config as JSON Lines: questions, answers, image ids and every control.
+
+    Each sample is checked by the verifier before it is written. Controls given here replace the config's
+    grid; when the annotations cannot satisfy them, the error says which constraint failed.
+    """
+    from tqdm.auto import tqdm
+
+    from mimic.builders.configs import get_config
+    from mimic.builders.generate import iter_samples, write_jsonl
+    from mimic.builders.stats import format_table1, table1
+
+    index = load_index(o.source, o.annotations, o.images, o.oi_classes, o.oi_hierarchy)
+    cfg = get_config(o.config)
+    total = cfg.num_samples(o.scale) if o.num is None else o.num
+    samples = iter_samples(index, cfg, num=total, seed=o.seed, overrides=overrides_of(o), min_box_frac=o.min_box_frac)
+    rows = [s.to_row() for s in tqdm(samples, total=total, desc=o.config, disable=not o.progress)]
+    path = write_jsonl(rows, o.out)
+    print(format_table1(table1(rows, index)))
+    print(f"\nwrote {len(rows)} verified samples to {path}")
+    return 0
+
+
+@dataclass
+class StatsOptions:
+    file: str = opt(help="A JSON Lines file written by `mimic generate`.", positional=True, metavar="FILE")
+    annotations: str | None = opt(
+        None, help="Annotations or index, to count all object instances per query (the paper's row).", metavar="PATH"
+    )
+    source: str = opt("coco", help="Format of --annotations.", choices=SOURCES)
+
+
+@command("stats", StatsOptions)
+def run_stats(o: StatsOptions) -> int:
+    """Print the paper's Table 1 rows (queries, images, instances and images per query, words) for a set."""
+    from mimic.builders.generate import read_jsonl
+    from mimic.builders.stats import format_table1, table1
+
+    rows = read_jsonl(o.file)
+    index = load_index(o.source, o.annotations) if o.annotations else None
+    print(format_table1(table1(rows, index)))
+    return 0
+
+
+@dataclass
+class VerifyOptions:
+    file: str = opt(help="A JSON Lines file written by `mimic generate`.", positional=True, metavar="FILE")
+    annotations: str = opt(help="The annotations (or index) the set was generated from.", metavar="PATH")
+    source: str = opt("coco", help="Format of --annotations.", choices=SOURCES)
+    images: str | None = opt(None, help="Images folder (not needed to verify).", metavar="DIR")
+    oi_classes: str | None = opt(None, help="openimages: class-descriptions-boxable.csv.", metavar="CSV")
+    oi_hierarchy: str | None = opt(None, help="openimages: bbox_labels_600_hierarchy.json.", metavar="JSON")
+    min_box_frac: float = opt(0.05, help="Eligibility threshold the set was generated with.")
+
+
+@command("verify", VerifyOptions)
+def run_verify(o: VerifyOptions) -> int:
+    """Re-verify every sample of a generated set against the annotations; exit 1 if any fails."""
+    from mimic.builders.generate import read_jsonl
+    from mimic.builders.verify import check_sample
+
+    index = load_index(o.source, o.annotations, o.images, o.oi_classes, o.oi_hierarchy)
+    rows = read_jsonl(o.file)
+    failed = 0
+    for row in rows:
+        problems = check_sample(index, row, o.min_box_frac)
+        if problems:
+            failed += 1
+            print(f"FAIL {row.get('id')}: " + "; ".join(problems))
+    print(f"{len(rows) - failed} of {len(rows)} samples verify")
+    return 1 if failed else 0
