@@ -208,7 +208,7 @@ class AnnotationIndex:
 
     def is_eligible(self, i: int, c: int, min_box_frac: float = DEFAULT_MIN_BOX_FRAC) -> bool:
         j = self.row(i, c)
-        return j >= 0 and bool(self._row_ok(min_box_frac)[j])
+        return j >= 0 and bool(self.eligible_rows(min_box_frac)[j])
 
     def _row_ok(self, min_box_frac: float) -> np.ndarray:
         return (

@@ -200,32 +200,32 @@ def common(picker: ImagePicker, rng: np.random.Generator, cell: dict, config: st
 @register_task("odd_one")
 def odd_one(picker: ImagePicker, rng: np.random.Generator, cell: dict, config: str) -> Draft | None:
     n = cell["num_images"]
+    scenes = picker.scenes()
     pool = _with_enough(picker, 1)
-    if len(pool) < 2:
-        raise InfeasibleError(f"{config}: needs at least 2 classes with eligible images, found {len(pool)}")
+    # Bases for an odd image that holds nothing but the odd class: single-class scenes with n - 1 images.
+    bases = picker.single_class_scenes(n - 1)
+    if not pool or not bases:
+        raise InfeasibleError(
+            f"{config}: needs classes with eligible images ({len(pool)} found) and a class alone in at least "
+            f"{n - 1} images ({len(bases)} found)"
+        )
     odd = _pick(rng, pool)
-    (odd_image,) = picker.draw(rng, picker.eligible(odd), 1, set())
-    # The other images share the odd image's remaining classes, so each of those is in every image;
-    # an odd image with nothing else gets a random base class instead.
+
+    def fits(i: int) -> bool:
+        theme = picker.classes(i) - {odd}
+        return len(scenes.get(theme, ())) >= n - 1 if theme else (len(bases) > 1 or bases[0] != odd)
+
+    got = picker.draw(rng, picker.eligible(odd), 1, set(), accept=fits, exact=False)
+    if got is None:
+        return None
+    odd_image = got[0]
+    # The other images all show exactly the odd image's other classes, so each of those classes is in
+    # every image and the odd class is the only one seen once; an odd image with nothing else gets a
+    # random single-class scene as the others.
     theme = picker.classes(odd_image) - {odd}
     if not theme:
-        theme = frozenset([_pick(rng, [c for c in pool if c != odd])])
-    anchor = min(theme, key=lambda c: len(picker.present(c)))
-    same_scene = picker.draw(
-        rng, picker.present(anchor), n - 1, {odd_image}, accept=lambda i: picker.classes(i) == theme, exact=False
-    )
-    others = same_scene or picker.draw(
-        rng,
-        picker.present(anchor),
-        n - 1,
-        {odd_image},
-        accept=lambda i: theme <= picker.classes(i) and odd not in picker.classes(i),
-        exact=False,
-    )
+        theme = frozenset([_pick(rng, [b for b in bases if b != odd])])
+    others = picker.draw(rng, scenes[theme], n - 1, {odd_image})
     if others is None:
         return None
-    images = [odd_image] + others
-    seen = Counter(c for i in images for c in picker.classes(i))
-    if seen[odd] != 1 or any(2 * v < n for c, v in seen.items() if c != odd):
-        return None
-    return Draft(images, [odd], _category_of(picker, odd))
+    return Draft([odd_image] + others, [odd], _category_of(picker, odd))

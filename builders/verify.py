@@ -40,7 +40,7 @@ def counting_answer(classes: list[str], totals: list[int], multi_format: bool) -
 
 def check_sample(index: AnnotationIndex, sample, min_box_frac: float = DEFAULT_MIN_BOX_FRAC) -> list[str]:
     """All the ways `sample` disagrees with the annotations (empty when it verifies)."""
-    row = sample.to_row() if isinstance(sample, Sample) else dict(sample)
+    row = vars(sample) if isinstance(sample, Sample) else sample
     problems: list[str] = []
     positions = [index.image_to_pos.get(str(i)) for i in row["image_ids"]]
     if None in positions:

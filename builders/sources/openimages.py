@@ -12,8 +12,8 @@ Inputs (the official files; names as published by Google):
 The box CSV is parsed by `pyarrow.csv` (multi-threaded, explicit column types, `LabelName` as a
 dictionary) and reduced with numpy; no Python code runs per row. Only the columns the index needs are
 converted (`ImageID`, `LabelName`, the four coordinates, `IsGroupOf`, `IsDepiction`); the others
-(`Source`, `Confidence`, `IsOccluded`, `IsTruncated`, `IsInside`) may be present or absent and are not
-parsed. Box files hold only human-verified boxes (`Confidence` is always 1), so it is not a filter.
+(`Source`, `Confidence`, `IsOccluded`, `IsTruncated`, `IsInside`, and the 8 `XClick*` columns of the
+oidv6 train file) may be present or absent and are not parsed. Box files hold only human-verified boxes (`Confidence` is always 1), so it is not a filter.
 
 Decisions:
 
@@ -27,15 +27,14 @@ Decisions:
 - **Categories** (Listing): every non-root node of the hierarchy with `Subcategory` children is a category
   named by its class name ("animal", "land vehicle", "kitchen utensil"); its members are its direct
   `Subcategory` children (not its `Part`s), without repeats. A node listed several times in the tree
-  ("Ball" sits under "Sports equipment" twice) contributes the union of its listings, in order of first
+  ("Sports equipment", with "Ball" below it, appears twice) contributes the union of its listings, in order of first
   appearance. Categories are ordered by a depth-first walk of the tree.
 - **Images** are the distinct `ImageID`s of the box CSV, sorted; `file_name` is `<ImageID>.jpg` in a flat
   `images_dir`. Widths and heights are 0 (unknown: the CSV carries only normalised coordinates, and
   eligibility uses the normalised box fraction `(XMax - XMin) * (YMax - YMin)`); with `images_dir` and at
   most `SIZE_PROBE_LIMIT` images, they are read from the JPEG headers (PIL reads only the header). Pass
   `image_sizes=True`/`False` to force either way.
-- `IsGroupOf == 1` marks a crowd box, `IsDepiction == 1` a depiction; -1 (attribute not annotated, as in
-  some machine-proposed `activemil` boxes) counts as 0.
+- `IsGroupOf == 1` marks a crowd box, `IsDepiction == 1` a depiction; -1 (attribute unknown) counts as 0.
 - Errors name the file and, where there is one, the field: rows are counted from 1 after the header
   (row r is line r + 1 of the file).
 """
@@ -90,8 +89,10 @@ _COLUMN_TYPES = {
 # Reading sizes from JPEG headers costs a file open per image: fine for a sample, not for 1.7M images.
 SIZE_PROBE_LIMIT = 5_000
 # pyarrow's CSV block: large enough that per-block overhead vanishes, small enough for both cores.
-_BLOCK_SIZE = 16 << 20
-_CONVERSION_ERROR = re.compile(r"In CSV column #(\d+): CSV conversion error to (\w+): invalid value '(.*)'", re.S)
+_BLOCK_SIZE = 4 << 20
+_CONVERSION_ERROR = re.compile(
+    r"In CSV column #(\d+): CSV conversion error to (\w+): invalid value '(.*)'", re.S
+)
 _PARSE_ERROR = re.compile(r"CSV parse error: (.*?): (.*)", re.S)
 
 
@@ -110,7 +111,9 @@ def read_class_descriptions(path: str | os.PathLike) -> dict[str, str]:
         if k == 1 and row[0].strip().lower() in ("labelname", "mid", "label_name"):
             continue
         if len(row) != 2:
-            raise AnnotationError(path, f"line {k}: expected 2 fields (MID,name), got {len(row)}: {row!r}", field="MID")
+            raise AnnotationError(
+                path, f"line {k}: expected 2 fields (MID,name), got {len(row)}: {row!r}", field="MID"
+            )
         mid, name = row[0].strip(), row[1].strip()
         if not mid:
             raise AnnotationError(path, f"line {k}: empty MID", field="MID")
@@ -136,7 +139,9 @@ def class_names_from_descriptions(descriptions: Mapping[str, str]) -> dict[str, 
         for mid, name in out.items():
             if name in seen:
                 raise AnnotationError(
-                    "<class descriptions>", f"class names of {seen[name]} and {mid} collide as {name!r}", field="name"
+                    "<class descriptions>",
+                    f"class names of {seen[name]} and {mid} collide as {name!r}",
+                    field="name",
                 )
             seen[name] = mid
     return out
@@ -214,7 +219,9 @@ def read_hierarchy(path: str | os.PathLike, known_mids: Iterable[str] | None) ->
             for j, kid in enumerate(kids):
                 kid_where = f"{where}{key}[{j}]."
                 if not isinstance(kid, dict) or not isinstance(kid.get("LabelName"), str):
-                    raise AnnotationError(path, f"child of {mid} has no LabelName", field=kid_where + "LabelName")
+                    raise AnnotationError(
+                        path, f"child of {mid} has no LabelName", field=kid_where + "LabelName"
+                    )
                 rel[key].setdefault(mid, {}).setdefault(kid["LabelName"], None)
                 up[key].setdefault(kid["LabelName"], {}).setdefault(mid, None)
                 pushed.append((kid, kid_where))
@@ -294,7 +301,7 @@ def read_boxes(
         if len(out):
             raise AnnotationError(
                 path,
-                f"row {out[0] + 1} (line {out[0] + 2}): {c} = {v[out[0]]!r} is outside [0, 1] "
+                f"row {out[0] + 1} (line {out[0] + 2}): {c} = {float(v[out[0]])} is outside [0, 1] "
                 f"({len(out):,} such rows)",
                 field=c,
             )
@@ -304,7 +311,7 @@ def read_boxes(
             r = inverted[0]
             raise AnnotationError(
                 path,
-                f"row {r + 1} (line {r + 2}): {lo} = {coords[lo][r]!r} > {hi} = {coords[hi][r]!r} "
+                f"row {r + 1} (line {r + 2}): {lo} = {float(coords[lo][r])} > {hi} = {float(coords[hi][r])} "
                 f"({len(inverted):,} such rows)",
                 field=lo,
             )
@@ -317,7 +324,9 @@ def read_boxes(
         odd = np.flatnonzero((v < -1) | (v > 1))
         if len(odd):
             raise AnnotationError(
-                path, f"row {odd[0] + 1} (line {odd[0] + 2}): {c} = {v[odd[0]]} is not 0, 1 or -1", field=c
+                path,
+                f"row {odd[0] + 1} (line {odd[0] + 2}): {c} = {int(v[odd[0]])} is not 0, 1 or -1",
+                field=c,
             )
         flags[c] = v == 1
 
@@ -414,7 +423,7 @@ def _find_line(path: Path, needle: bytes) -> int | None:
         while block := f.read(64 << 20):
             buf = tail + block
             for pos in _iter_find(buf, needle):
-                at_start = pos == 0 and lines_before == 0 or pos > 0 and buf[pos - 1 : pos] == b"\n"
+                at_start = (pos == 0 and lines_before == 0) or (pos > 0 and buf[pos - 1 : pos] == b"\n")
                 end = pos + len(needle)
                 at_end = end == len(buf) or buf[end : end + 1] in (b"\n", b"\r")
                 if at_start and at_end:
@@ -448,7 +457,9 @@ def _encode_image_ids(path: Path, ids: pa.ChunkedArray) -> tuple[pa.StringArray,
     order = pc.sort_indices(uniq).to_numpy()
     rank = np.empty(len(uniq), dtype=np.int32)
     rank[order] = np.arange(len(uniq), dtype=np.int32)
-    codes = np.concatenate([c.indices.to_numpy(zero_copy_only=False) for c in chunks]) if chunks else np.zeros(0)
+    codes = (
+        np.concatenate([c.indices.to_numpy(zero_copy_only=False) for c in chunks]) if chunks else np.zeros(0)
+    )
     return uniq.take(pa.array(order)), rank[codes.astype(np.int64, copy=False)]
 
 
