@@ -25,12 +25,14 @@ lint: setup
 
 DEMO_DIR ?= demo-out
 demo: setup
-	$(VENV)/bin/mimic world --out $(DEMO_DIR)/world --images 240 --seed 0
-	$(VENV)/bin/mimic index --source synthetic --annotations $(DEMO_DIR)/world/annotations.json \
-		--images $(DEMO_DIR)/world/images --out $(DEMO_DIR)/world/index.parquet
+	$(VENV)/bin/mimic world --out $(DEMO_DIR)/world --images 300 --seed 0
+	$(VENV)/bin/mimic build demo --world $(DEMO_DIR)/world --out $(DEMO_DIR)/mimic-demo
+	$(VENV)/bin/mimic show $(DEMO_DIR)/mimic-demo --rows 2
 
 bench: setup
 	$(PY) benchmarks/bench_index.py
+	$(PY) benchmarks/bench_generate.py
+	$(PY) benchmarks/bench_build.py
 
 clean:
 	rm -rf $(VENV) $(DEMO_DIR) .pytest_cache

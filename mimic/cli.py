@@ -31,6 +31,7 @@ class Command:
 
 
 COMMANDS: dict[str, Command] = {}
+GROUP_HELP = {"build": "Materialize datasets into Hub-layout folders (parquet shards + dataset card)."}
 
 
 def command(name: str, options: type) -> Callable:
@@ -106,13 +107,23 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"mimic-vlm {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", title="commands")
+    groups: dict[str, argparse._SubParsersAction] = {}
     for name, cmd in COMMANDS.items():
-        p = sub.add_parser(
-            name,
+        # "build bench" is the subcommand "bench" of a group "build".
+        group, _, leaf = name.rpartition(" ")
+        target = sub
+        if group:
+            if group not in groups:
+                gp = sub.add_parser(group, help=GROUP_HELP.get(group, ""), description=GROUP_HELP.get(group))
+                groups[group] = gp.add_subparsers(dest="command", metavar="SUBCOMMAND", title="subcommands")
+            target = groups[group]
+        p = target.add_parser(
+            leaf,
             help=cmd.summary,
             description=(cmd.run.__doc__ or cmd.summary).strip(),
             formatter_class=argparse.RawDescriptionHelpFormatter,
         )
+        p.set_defaults(command=name)
         _add_dataclass_arguments(p, cmd.options)
     return parser
 
@@ -121,13 +132,15 @@ def _load_commands() -> None:
     # Importing the command modules fills COMMANDS through their decorators.
     from mimic.commands import data as _data  # noqa: F401
     from mimic.commands import generate as _generate  # noqa: F401
+    from mimic.commands import hub as _hub  # noqa: F401
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     ns = parser.parse_args(argv)
-    if ns.command is None:
-        parser.print_help()
+    if ns.command is None or ns.command not in COMMANDS:
+        # A bare group ("mimic build") prints its own help.
+        (parser.parse_args([ns.command, "--help"]) if ns.command else parser.print_help())
         return 0
     cmd = COMMANDS[ns.command]
     values = {k: v for k, v in vars(ns).items() if k != "command"}

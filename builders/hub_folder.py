@@ -1,0 +1,188 @@
+"""Materialize a builder config into a Hub-layout folder, shard by shard, atomically and resumably.
+
+Layout (what `push_to_hub` writes and `load_dataset(folder_or_repo, config)` reads):
+
+    DIR/README.md                                   dataset card; YAML `configs:` names each config
+    DIR/<config>/test-00000-of-00002.parquet        rows with the image bytes embedded
+    DIR/.mimic/<config>.json                        build record: parameters, statistics (not uploaded)
+
+Shard boundaries come from the planned samples and the image file sizes, before anything is written,
+so a rerun after an interruption recomputes the same plan, keeps every finished shard whose
+fingerprint matches and writes only the rest. A shard is written to a temporary name and renamed
+into place, so a half-written shard never carries a final name.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+from tqdm.auto import tqdm
+
+from mimic.builders.sample import GENERATOR_VERSION
+
+__all__ = ["materialize", "plan_shards", "read_build_records", "DEFAULT_MAX_SHARD_BYTES", "RECORD_DIR"]
+
+DEFAULT_MAX_SHARD_BYTES = 500 * 1024 * 1024
+RECORD_DIR = ".mimic"
+_SHARD_META = b"mimic.shard"
+_ROWS_PER_GROUP = 16  # keeps row groups (and writer memory) small: a row can hold 35 JPEGs
+
+
+def plan_shards(sizes: list[int], max_shard_bytes: int) -> list[tuple[int, int]]:
+    """Greedy [start, end) ranges of rows whose byte sizes stay under `max_shard_bytes` (at least one row each)."""
+    ranges, start, acc = [], 0, 0
+    for k, size in enumerate(sizes):
+        if k > start and acc + size > max_shard_bytes:
+            ranges.append((start, k))
+            start, acc = k, 0
+        acc += size
+    if start < len(sizes) or not ranges:
+        ranges.append((start, len(sizes)))
+    return ranges
+
+
+def _fingerprint(ids: list[str], features_json: str) -> str:
+    h = hashlib.sha256()
+    h.update(f"{GENERATOR_VERSION}\x1e{features_json}\x1e".encode())
+    for i in ids:
+        h.update(i.encode() + b"\x1f")
+    return h.hexdigest()
+
+
+def _shard_fingerprint(path: Path) -> str | None:
+    try:
+        meta = pq.read_schema(path).metadata or {}
+    except (pa.ArrowInvalid, OSError):
+        return None
+    raw = meta.get(_SHARD_META)
+    return json.loads(raw)["fingerprint"] if raw else None
+
+
+def materialize(
+    builder,
+    out_dir: str | os.PathLike,
+    *,
+    split: str = "test",
+    max_shard_bytes: int = DEFAULT_MAX_SHARD_BYTES,
+    progress: bool = True,
+) -> dict:
+    """Write `builder`'s config as `<out_dir>/<config>/<split>-*.parquet`; return the build record.
+
+    `builder` is a `MimicBench`-like builder: `.config.name`, `.info.features`, `.samples()`,
+    `.load_index()` and `example_from_sample`-shaped rows from `_generate_examples`.
+    """
+    from mimic.builders.mimic_bench import example_from_sample
+    from mimic.builders.stats import table1
+
+    out_dir = Path(out_dir)
+    name = builder.config.name
+    config_dir = out_dir / name
+    config_dir.mkdir(parents=True, exist_ok=True)
+    features = builder.info.features
+    schema = features.arrow_schema
+    features_json = json.dumps(features.to_dict(), sort_keys=True)
+
+    index = builder.load_index()
+    images_dir = Path(index.images_dir)
+    samples = builder.samples()
+    file_size: dict[str, int] = {}
+    sizes = []
+    for s in samples:
+        total = 0
+        for f in s.file_names:
+            if f not in file_size:
+                try:
+                    file_size[f] = (images_dir / f).stat().st_size
+                except FileNotFoundError:
+                    from mimic.errors import AnnotationError
+
+                    raise AnnotationError(images_dir / f, f"image of sample {s.id} not found", field="file_name") from None
+            total += file_size[f]
+        sizes.append(total)
+    ranges = plan_shards(sizes, max_shard_bytes)
+    n = len(ranges)
+    wanted = {f"{split}-{k:05d}-of-{n:05d}.parquet" for k in range(n)}
+    # Shards of an earlier plan (another size or sharding) would be read alongside ours: remove them.
+    for stale in config_dir.glob(f"{split}-*-of-*.parquet"):
+        if stale.name not in wanted:
+            stale.unlink()
+
+    written = skipped = 0
+    bar = tqdm(total=len(samples), desc=f"{name}: embedding images", unit="row", disable=not progress)
+    for k, (lo, hi) in enumerate(ranges):
+        path = config_dir / f"{split}-{k:05d}-of-{n:05d}.parquet"
+        ids = [s.id for s in samples[lo:hi]]
+        fp = _fingerprint(ids, features_json)
+        if path.exists() and _shard_fingerprint(path) == fp:
+            skipped += 1
+            bar.update(hi - lo)
+            continue
+        shard_schema = schema.with_metadata({**(schema.metadata or {}), _SHARD_META: json.dumps({"fingerprint": fp}).encode()})
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=config_dir)
+        os.close(fd)
+        try:
+            with pq.ParquetWriter(tmp, shard_schema) as writer:
+                for g in range(lo, hi, _ROWS_PER_GROUP):
+                    rows = [example_from_sample(s, images_dir) for s in samples[g : min(g + _ROWS_PER_GROUP, hi)]]
+                    batch = features.encode_batch({c: [r[c] for r in rows] for c in features})
+                    writer.write_table(pa.Table.from_pydict(batch, schema=shard_schema))
+                    bar.update(len(rows))
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        written += 1
+    bar.close()
+
+    rows = [s.to_row() for s in samples]
+    record = {
+        "config": name,
+        "split": split,
+        "num_rows": len(samples),
+        "num_shards": n,
+        "num_bytes_images": sum(sizes),
+        "source": index.source,
+        "builder": type(builder).__name__,
+        "parameters": {
+            "scale": builder.config.scale,
+            "num_samples": builder.config.num_samples,
+            "seed": builder.config.seed,
+            "min_box_frac": builder.config.min_box_frac,
+            "controls": dict(builder.config.controls),
+        },
+        "generator_version": GENERATOR_VERSION,
+        "table1": table1(rows, index)[name],
+        "shards_written": written,
+        "shards_kept": skipped,
+    }
+    record_dir = out_dir / RECORD_DIR
+    record_dir.mkdir(exist_ok=True)
+    _write_text_atomic(record_dir / f"{name}.json", json.dumps(record, indent=2, sort_keys=True))
+    return record
+
+
+def read_build_records(out_dir: str | os.PathLike) -> dict[str, dict]:
+    """The build records of every config materialized in `out_dir`, by config name."""
+    records = {}
+    for p in sorted((Path(out_dir) / RECORD_DIR).glob("*.json")):
+        rec = json.loads(p.read_text())
+        if any((Path(out_dir) / rec["config"]).glob(f"{rec['split']}-*.parquet")):
+            records[rec["config"]] = rec
+    return records
+
+
+def _write_text_atomic(path: Path, text: str) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
