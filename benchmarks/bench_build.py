@@ -5,12 +5,14 @@
 Target (issue 4): building a config reaches at least half the throughput of copying the same image
 bytes (read every image of every row, write them to one file), measured side by side in this run. The
 build includes generation, verification, planning, encoding and the parquet writes; the source JPEGs
-are embedded as they are (no decode, no re-encode).
+are embedded as they are (no decode, no re-encode). Rows share images, and the build keeps recently
+read files in memory; the line "no cache" shows the same build reading every embed from disk.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import time
 from pathlib import Path
@@ -23,7 +25,7 @@ from mimic.builders.sources.synthetic import read_synthetic, render_world
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--num", type=int, default=600, help="rows of counting_unbalanced (2-35 images each)")
-    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--out-dir", type=Path, default=Path("benchmarks/out"))
     args = ap.parse_args()
     paths = render_world(args.out_dir / "world-300", num_images=300, seed=0, show_progress=False)
@@ -37,9 +39,10 @@ def main() -> None:
 
     files = [paths.images / f for s in builder().samples() for f in s.file_names]
     total = sum(f.stat().st_size for f in files)
-    best_copy = best_build = float("inf")
+    best_copy = best_build = best_uncached = float("inf")
     for _ in range(args.repeats):
         target = args.out_dir / "copy.bin"
+        os.sync()  # both timings start with no dirty pages pending write-back
         t = time.perf_counter()
         with open(target, "wb") as out:
             for f in files:
@@ -49,14 +52,23 @@ def main() -> None:
 
         dest = args.out_dir / "build"
         shutil.rmtree(dest, ignore_errors=True)
+        os.sync()
         t = time.perf_counter()
         materialize(builder(), dest, progress=False)
         best_build = min(best_build, time.perf_counter() - t)
+
+        shutil.rmtree(dest, ignore_errors=True)
+        os.sync()
+        t = time.perf_counter()
+        materialize(builder(), dest, progress=False, cache_bytes=0)
+        best_uncached = min(best_uncached, time.perf_counter() - t)
     mb = total / 1e6
     print(f"{args.num} rows, {len(files):,} image embeds, {mb:.0f} MB of JPEG bytes (best of {args.repeats})")
     print(f"plain copy   {best_copy:6.2f} s  {mb / best_copy:7.1f} MB/s")
     print(f"build config {best_build:6.2f} s  {mb / best_build:7.1f} MB/s  = {best_copy / best_build:.2f}x the copy "
           f"throughput (target >= 0.5x)")
+    print(f"  no cache   {best_uncached:6.2f} s  {mb / best_uncached:7.1f} MB/s  = {best_copy / best_uncached:.2f}x "
+          "(every embed read from disk)")
 
 
 if __name__ == "__main__":

@@ -72,6 +72,7 @@ class AnnotationIndex:
     row_has_depiction: np.ndarray
     images_dir: str | None = None
     _eligible_cache: dict = field(default_factory=dict, repr=False)
+    _row_maps: dict = field(default_factory=dict, repr=False)
 
     # ------------------------------------------------------------------ construction
     @classmethod
@@ -193,9 +194,13 @@ class AnnotationIndex:
 
     def row(self, i: int, c: int) -> int:
         """Row position of (image i, class c), or -1 when image i has no annotation of c."""
-        lo, hi = int(self.image_ptr[i]), int(self.image_ptr[i + 1])
-        j = lo + int(np.searchsorted(self.row_class[lo:hi], c))
-        return j if j < hi and self.row_class[j] == c else -1
+        # Per-image dicts, built on first use: generators and the verifier ask about the same few
+        # images many times, and a dict lookup is far cheaper than a numpy call.
+        rows = self._row_maps.get(i)
+        if rows is None:
+            lo, hi = int(self.image_ptr[i]), int(self.image_ptr[i + 1])
+            rows = self._row_maps[i] = dict(zip(self.row_class[lo:hi].tolist(), range(lo, hi), strict=True))
+        return rows.get(c, -1)
 
     def count(self, i: int, c: int) -> int:
         """Non-crowd instances of class c in image i (0 when absent)."""

@@ -15,7 +15,6 @@ JPEG bytes are embedded unchanged (no decode, no re-encode).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import datasets
 from datasets import Features, Image, List, Value
@@ -23,10 +22,11 @@ from datasets import Features, Image, List, Value
 from mimic.builders.configs import CONFIGS
 from mimic.builders.generate import iter_samples
 from mimic.builders.index import DEFAULT_MIN_BOX_FRAC, AnnotationIndex
+from mimic.builders.rows import ImageBytes, example_from_sample
 from mimic.builders.sample import GENERATOR_VERSION, Sample
-from mimic.errors import AnnotationError, ConfigError
+from mimic.errors import ConfigError
 
-__all__ = ["MimicBench", "MimicBenchConfig", "BENCH_FEATURES", "CITATION", "example_from_sample"]
+__all__ = ["MimicBench", "MimicBenchConfig", "BENCH_FEATURES", "CITATION"]
 
 CITATION = """@article{mimic2025,
   title   = {More Images, More Problems? A Controlled Analysis of VLM Failure Modes},
@@ -92,21 +92,6 @@ def _configs(source: str) -> list[MimicBenchConfig]:
     ]
 
 
-def example_from_sample(sample: Sample, images_dir: Path) -> dict:
-    """A benchmark row: the sample's columns with the image files' bytes embedded as they are on disk."""
-    row = sample.to_row()
-    names = row.pop("file_names")
-    images = []
-    for name in names:
-        path = images_dir / name
-        try:
-            images.append({"bytes": path.read_bytes(), "path": name})
-        except FileNotFoundError:
-            raise AnnotationError(path, f"image of sample {sample.id} not found", field="file_name") from None
-    row["images"] = images
-    return row
-
-
 class MimicBench(datasets.GeneratorBasedBuilder):
     """MIMIC: controlled multi-image VQA (Counting, Listing, Common, Odd-One) from detection annotations."""
 
@@ -151,6 +136,6 @@ class MimicBench(datasets.GeneratorBasedBuilder):
         return [datasets.SplitGenerator(name=datasets.Split.TEST, gen_kwargs={})]
 
     def _generate_examples(self):
-        images_dir = Path(self.load_index().images_dir)
+        read = ImageBytes(self.load_index().images_dir)
         for sample in self.samples():
-            yield sample.id, example_from_sample(sample, images_dir)
+            yield sample.id, example_from_sample(sample, read)
