@@ -45,12 +45,18 @@ def render_dataset_card(
     repo_id: str = "mimic/bench",
     build_command: str = "",
     template: str = "bench.md",
+    all_config: bool = False,
 ) -> DatasetCard:
-    """The card for every config materialized in `out_dir` (from the build records in `.mimic/`)."""
+    """The card for every config materialized in `out_dir` (from the build records in `.mimic/`).
+
+    With `all_config`, the card also declares a config `all` reading every other config's files.
+    """
     records = read_build_records(out_dir)
     if not records:
         raise FileNotFoundError(f"{out_dir}: no materialized config to describe")
-    names = [n for n in CONFIGS if n in records] + sorted(n for n in records if n not in CONFIGS)
+    # Benchmark configs in their usual order; training folders use the plain task names.
+    order = [*CONFIGS][:3] + ["counting", *[*CONFIGS][3:]]
+    names = [n for n in order if n in records] + sorted(n for n in records if n not in order)
     sources = sorted({r["source"] for r in records.values()})
     license_id = LICENSES[sources[0]][0] if len(sources) == 1 else "other"
     card_data = DatasetCardData(
@@ -67,14 +73,19 @@ def render_dataset_card(
                 **({"default": True} if k == 0 else {}),
             }
             for k, n in enumerate(names)
-        ],
+        ]
+        + (
+            [{"config_name": "all", "data_files": [{"split": records[names[0]]["split"],
+                                                    "path": [f"{n}/{records[n]['split']}-*" for n in names]}]}]
+            if all_config else []
+        ),
     )
     table = format_table1({n: records[n]["table1"] for n in names})
     configs = [
         {
             "name": n,
-            "task": CONFIGS[n].task if n in CONFIGS else "",
-            "description": CONFIGS[n].description if n in CONFIGS else "",
+            "task": CONFIGS[n].task if n in CONFIGS else n,
+            "description": records[n].get("description") or (CONFIGS[n].description if n in CONFIGS else ""),
             "rows": f"{records[n]['num_rows']:,}",
             "parameters": json.dumps(records[n]["parameters"], sort_keys=True),
         }
@@ -95,6 +106,7 @@ def render_dataset_card(
         build_command=build_command,
         min_box_frac=sorted({r["parameters"]["min_box_frac"] for r in records.values()})[0],
         license_text="\n\n".join(LICENSES[s][1] for s in sources),
+        split=records[names[0]]["split"],
         citation=CITATION,
     )
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from mimic.builders.index import DEFAULT_MIN_BOX_FRAC
 from mimic.errors import ConfigError
 
-__all__ = ["BenchConfig", "CONFIGS", "CONTROL_NAMES", "get_config", "resolve_cells", "SCALES"]
+__all__ = ["BenchConfig", "CONFIGS", "CONTROL_NAMES", "TRAIN_CONFIGS", "get_config", "resolve_cells", "train_configs", "SCALES"]
 
 SCALES = ("small", "paper")
 
@@ -122,15 +122,70 @@ CONFIGS: dict[str, BenchConfig] = {
 }
 
 
-def get_config(name: str) -> BenchConfig:
-    try:
-        return CONFIGS[name]
-    except KeyError:
-        import difflib
+def train_configs(max_images: int = 10) -> dict[str, BenchConfig]:
+    """The training set's configs (paper, appendix A.2 and Table 9): about 50K samples per task, 2 to
+    `max_images` images, several concepts; the builder adds turns and lettered options on top."""
+    if max_images < 3:
+        raise ConfigError(f"max_images must be at least 3 (Odd-One needs 3 images), got {max_images}")
+    top = max_images
+    return {
+        c.name: c
+        for c in [
+            BenchConfig(
+                name="train_counting",
+                task="counting",
+                cells=tuple(
+                    {"num_images": n, "spread": s, "concepts": k, "total_instances": None}
+                    for n in range(2, top + 1)
+                    for s in range(1, min(n, 4) + 1)
+                    for k in range(1, min(s, 3) + 1)
+                ),
+                paper_num=50_000,
+                small_num=60,
+                description=f"Count one to three classes over 2-{top} images (one turn per class).",
+            ),
+            BenchConfig(
+                name="train_listing",
+                task="listing",
+                cells=tuple({"num_images": n, "spread": None, "num_answer_classes": None} for n in range(2, min(8, top) + 1)),
+                paper_num=50_000,
+                small_num=40,
+                description=f"List the classes of a category visible in 2-{min(8, top)} images.",
+            ),
+            BenchConfig(
+                name="train_common",
+                task="common",
+                cells=tuple({"num_images": n} for n in range(2, min(8, top) + 1)),
+                paper_num=50_000,
+                small_num=40,
+                description=f"Name the class present in all of 2-{min(8, top)} images.",
+            ),
+            BenchConfig(
+                name="train_odd_one",
+                task="odd_one",
+                cells=tuple({"num_images": n} for n in range(3, min(8, top) + 1)),
+                paper_num=50_000,
+                small_num=40,
+                description=f"Name the class present in only one of 3-{min(8, top)} images.",
+            ),
+        ]
+    }
 
-        close = difflib.get_close_matches(name, CONFIGS, n=1)
-        hint = f" Did you mean {close[0]!r}?" if close else ""
-        raise ConfigError(f"unknown config {name!r}.{hint} Available: {', '.join(CONFIGS)}") from None
+
+TRAIN_CONFIGS = train_configs()
+
+
+def get_config(name: str) -> BenchConfig:
+    """A benchmark config (or a training config, `train_<task>`) by name."""
+    hit = CONFIGS.get(name) or TRAIN_CONFIGS.get(name)
+    if hit is not None:
+        return hit
+    import difflib
+
+    known = [*CONFIGS, *TRAIN_CONFIGS]
+    close = difflib.get_close_matches(name, known, n=1)
+    hint = f" Did you mean {close[0]!r}?" if close else ""
+    raise ConfigError(f"unknown config {name!r}.{hint} Available: {', '.join(known)}")
 
 
 def resolve_cells(config: BenchConfig, overrides: dict | None = None) -> tuple[dict, ...]:

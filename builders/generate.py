@@ -25,7 +25,7 @@ from mimic.builders.templates import CONNECTOR_TEMPLATES, TASK_TEMPLATES, render
 from mimic.builders.verify import counting_answer, verify_sample
 from mimic.errors import AnnotationError, InfeasibleError
 
-__all__ = ["generate", "iter_samples", "sample_seed", "write_jsonl", "read_jsonl", "MAX_ATTEMPTS"]
+__all__ = ["generate", "iter_samples", "sample_seed", "write_json", "write_jsonl", "read_jsonl", "MAX_ATTEMPTS"]
 
 # Random attempts per sample before the controls are declared infeasible for these annotations.
 MAX_ATTEMPTS = 200
@@ -173,6 +173,21 @@ def write_jsonl(samples, path: str | os.PathLike) -> Path:
             for s in samples:
                 row = s.to_row() if isinstance(s, Sample) else s
                 f.write(orjson.dumps(row, option=orjson.OPT_SORT_KEYS) + b"\n")
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def write_json(value, path: str | os.PathLike) -> Path:
+    """Write one JSON document, atomically."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(orjson.dumps(value, option=orjson.OPT_INDENT_2))
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -26,7 +26,7 @@ from tqdm.auto import tqdm
 
 from mimic.builders.sample import GENERATOR_VERSION
 
-__all__ = ["materialize", "plan_shards", "read_build_records", "DEFAULT_MAX_SHARD_BYTES", "RECORD_DIR"]
+__all__ = ["materialize", "plan_shards", "read_build_records", "image_keys", "DEFAULT_MAX_SHARD_BYTES", "RECORD_DIR"]
 
 DEFAULT_MAX_SHARD_BYTES = 500 * 1024 * 1024
 RECORD_DIR = ".mimic"
@@ -93,11 +93,12 @@ def materialize(
 ) -> dict:
     """Write `builder`'s config as `<out_dir>/<config>/<split>-*.parquet`; return the build record.
 
-    `builder` is a `MimicBench`-like builder: `.config.name`, `.info.features`, `.samples()`,
-    `.load_index()` and `example_from_sample`-shaped rows from `_generate_examples`. `cache_bytes`
-    bounds the memory holding image files that several rows embed.
+    `builder` is a `MimicBench`-like builder: `.config.name`, `.info.features`, `.load_index()`,
+    `.samples()` (items with `.id` and `.file_names`; `Sample`s or items holding one as `.sample`) and
+    `.example(item, read)` (the row, with images read through `read`). `cache_bytes` bounds the memory
+    holding image files that several rows embed.
     """
-    from mimic.builders.rows import ImageBytes, example_from_sample
+    from mimic.builders.rows import ImageBytes
     from mimic.builders.stats import table1
 
     out_dir = Path(out_dir)
@@ -151,7 +152,7 @@ def materialize(
         try:
             with pq.ParquetWriter(tmp, shard_schema, **options) as writer:
                 for g in range(lo, hi, _ROWS_PER_GROUP):
-                    rows = [example_from_sample(s, read) for s in samples[g : min(g + _ROWS_PER_GROUP, hi)]]
+                    rows = [builder.example(s, read) for s in samples[g : min(g + _ROWS_PER_GROUP, hi)]]
                     batch = features.encode_batch({c: [r[c] for r in rows] for c in features})
                     writer.write_table(pa.Table.from_pydict(batch, schema=shard_schema))
                     bar.update(len(rows))
@@ -162,7 +163,7 @@ def materialize(
         written += 1
     bar.close()
 
-    rows = [vars(s) for s in samples]  # read-only here: no copies
+    rows = [vars(getattr(s, "sample", s)) for s in samples]  # read-only here: no copies
     record = {
         "config": name,
         "split": split,
@@ -171,15 +172,10 @@ def materialize(
         "num_bytes_images": sum(sizes),
         "source": index.source,
         "builder": type(builder).__name__,
-        "parameters": {
-            "scale": builder.config.scale,
-            "num_samples": builder.config.num_samples,
-            "seed": builder.config.seed,
-            "min_box_frac": builder.config.min_box_frac,
-            "controls": dict(builder.config.controls),
-        },
+        "parameters": builder.parameters(),
         "generator_version": GENERATOR_VERSION,
-        "table1": table1(rows, index)[name],
+        "description": builder.info.description,
+        "table1": table1(rows, index)["overall"],
         "shards_written": written,
         "shards_kept": skipped,
     }
@@ -208,3 +204,18 @@ def _write_text_atomic(path: Path, text: str) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def image_keys(folder: str | os.PathLike) -> set[tuple[str, str]]:
+    """Every (source, image id) used by the rows of a Hub-layout folder (reads two columns only)."""
+    keys: set[tuple[str, str]] = set()
+    files = sorted(Path(folder).glob("*/*.parquet"))
+    if not files:
+        from mimic.errors import ConfigError
+
+        raise ConfigError(f"{folder}: no parquet shards found (expected <config>/<split>-*.parquet)")
+    for path in files:
+        table = pq.read_table(path, columns=["source", "image_ids"])
+        for source, ids in zip(table.column("source").to_pylist(), table.column("image_ids").to_pylist(), strict=True):
+            keys.update((source, i) for i in ids)
+    return keys

@@ -252,6 +252,30 @@ class AnnotationIndex:
         mask[self.present(c)] = False
         return np.flatnonzero(mask)
 
+    def subset(self, keep) -> AnnotationIndex:
+        """The index restricted to the images where `keep` (a (num_images,) bool array) is True."""
+        keep = np.asarray(keep, dtype=bool)
+        if keep.shape != (self.num_images,):
+            raise ValueError(f"keep must have shape ({self.num_images},), got {keep.shape}")
+        new_pos = np.cumsum(keep, dtype=np.int64) - 1
+        rows = keep[self.row_image]
+        return AnnotationIndex(
+            source=self.source,
+            image_ids=self.image_ids[keep],
+            file_names=self.file_names[keep],
+            widths=self.widths[keep],
+            heights=self.heights[keep],
+            class_names=self.class_names,
+            categories=dict(self.categories),
+            row_image=new_pos[self.row_image[rows]].astype(np.int32),
+            row_class=self.row_class[rows],
+            row_count=self.row_count[rows],
+            row_min_box_frac=self.row_min_box_frac[rows],
+            row_has_crowd=self.row_has_crowd[rows],
+            row_has_depiction=self.row_has_depiction[rows],
+            images_dir=self.images_dir,
+        )
+
     # ------------------------------------------------------------------ summary
     def summary(self, min_box_frac: float = DEFAULT_MIN_BOX_FRAC) -> dict:
         """Counts a user wants to see after indexing: sizes, instances, eligibility per class."""

@@ -79,6 +79,10 @@ class MimicBenchConfig(datasets.BuilderConfig):
 
     def __post_init__(self):
         super().__post_init__()
+        self.validate()
+
+    def validate(self) -> None:
+        """Raise ConfigError on a bad value (`datasets` sets builder kwargs after `__post_init__`)."""
         if self.name not in CONFIGS:
             raise ConfigError(f"unknown benchmark config {self.name!r}; available: {', '.join(CONFIGS)}")
         if self.scale not in ("small", "paper"):
@@ -99,6 +103,10 @@ class MimicBench(datasets.GeneratorBasedBuilder):
     BUILDER_CONFIGS = _configs("coco")
     DEFAULT_CONFIG_NAME = "counting_balanced"
     DEFAULT_WRITER_BATCH_SIZE = 16  # rows hold up to 35 JPEGs each
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.config.validate()
 
     def _info(self) -> datasets.DatasetInfo:
         return datasets.DatasetInfo(
@@ -132,10 +140,19 @@ class MimicBench(datasets.GeneratorBasedBuilder):
             )
         return self._samples
 
+    def parameters(self) -> dict:
+        """What the build depends on besides the annotations: recorded in the folder and its card."""
+        c = self.config
+        return {"scale": c.scale, "num_samples": c.num_samples, "seed": c.seed, "min_box_frac": c.min_box_frac,
+                "controls": dict(c.controls)}
+
+    def example(self, sample: Sample, read: ImageBytes) -> dict:
+        return example_from_sample(sample, read)
+
     def _split_generators(self, dl_manager):
         return [datasets.SplitGenerator(name=datasets.Split.TEST, gen_kwargs={})]
 
     def _generate_examples(self):
         read = ImageBytes(self.load_index().images_dir)
         for sample in self.samples():
-            yield sample.id, example_from_sample(sample, read)
+            yield sample.id, self.example(sample, read)

@@ -14,6 +14,7 @@ __all__ = [
     "pluralize",
     "join_names",
     "render_question",
+    "render_task",
     "template_family",
 ]
 
@@ -139,20 +140,25 @@ def template_family(task: str, num_concepts: int = 1, multi_format: bool = False
     return task
 
 
+def render_task(family: str, template_id: int, classes=(), category: str | None = None) -> str:
+    """The task part of a question (no connector): what lettered-option questions are built on."""
+    task_t = TASK_TEMPLATES[family][template_id]
+    if family == "counting_multi":
+        return task_t.format(plural=join_names([pluralize(c) for c in classes]))
+    if family == "counting":
+        (cls,) = classes
+        return task_t.format(plural=pluralize(cls), a_singular=_with_article(cls))
+    if family == "listing":
+        return task_t.format(category=category)
+    return task_t
+
+
 def render_question(
     family: str, template_id: int, connector_id: int, classes: list[str] = (), category: str | None = None
 ) -> str:
     """Fill task template `template_id` and connector `connector_id` of a template family."""
-    task_t = TASK_TEMPLATES[family][template_id]
     conn_t = CONNECTOR_TEMPLATES[family][connector_id]
     if family == "counting_multi":
-        plural = join_names([pluralize(c) for c in classes])
         # A placeholder, not an example number: a concrete number would bias the answers.
-        example = ", ".join(f"{c}: <number>" for c in classes)
-        return f"{task_t.format(plural=plural)} {conn_t.format(example=example)}"
-    if family == "counting":
-        (cls,) = classes
-        return f"{task_t.format(plural=pluralize(cls), a_singular=_with_article(cls))} {conn_t}"
-    if family == "listing":
-        return f"{task_t.format(category=category)} {conn_t}"
-    return f"{task_t} {conn_t}"
+        conn_t = conn_t.format(example=", ".join(f"{c}: <number>" for c in classes))
+    return f"{render_task(family, template_id, classes, category)} {conn_t}"

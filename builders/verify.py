@@ -31,8 +31,9 @@ class VerificationError(ValueError):
 
 
 def counting_answer(classes: list[str], totals: list[int], multi_format: bool) -> tuple[str, list[str]]:
-    """Canonical counting answer: "3" for one class, "dog: 2, cat: 1" in the multi-concept format."""
-    if multi_format:
+    """Canonical counting answer: "3" for one class, "dog: 2, cat: 1" in the multi-concept format
+    (always used for several classes)."""
+    if multi_format or len(classes) > 1:
         return ", ".join(f"{c}: {t}" for c, t in zip(classes, totals, strict=True)), [str(t) for t in totals]
     (t,) = totals
     return str(t), [str(t)]

@@ -31,7 +31,7 @@ class Command:
 
 
 COMMANDS: dict[str, Command] = {}
-GROUP_HELP = {"build": "Materialize datasets into Hub-layout folders (parquet shards + dataset card)."}
+GROUP_HELP = {"build": "Materialize datasets (benchmark, demo, training set) into Hub-layout folders."}
 
 
 def command(name: str, options: type) -> Callable:
@@ -133,6 +133,7 @@ def _load_commands() -> None:
     from mimic.commands import data as _data  # noqa: F401
     from mimic.commands import generate as _generate  # noqa: F401
     from mimic.commands import hub as _hub  # noqa: F401
+    from mimic.commands import train_data as _train_data  # noqa: F401
 
 
 def main(argv: list[str] | None = None) -> int:

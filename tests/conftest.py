@@ -42,3 +42,54 @@ def world(tmp_path_factory):
 
     paths = render_world(tmp_path_factory.mktemp("world") / "w", num_images=160, seed=0, show_progress=False)
     return paths, read_synthetic(paths.annotations, paths.images)
+
+
+# Synthetic world classes that exist in Open Images V7 (real MIDs of class-descriptions-boxable.csv).
+OI_MIDS = {
+    "apple": "/m/014j1m", "banana": "/m/09qck", "orange": "/m/0cyhj_", "strawberry": "/m/07fbm7",
+    "car": "/m/0k4j", "bus": "/m/01bjv", "bicycle": "/m/0199g", "boat": "/m/019jd",
+    "cup": "/m/02p5f1q", "umbrella": "/m/0hnnb", "clock": "/m/01x3z",
+}
+
+
+def write_openimages_fixture(world_paths, out: Path, *, drop_images: int = 0) -> dict[str, Path]:
+    """The synthetic world in the exact Open Images V7 format: a 13-column box CSV with real class ids,
+    JPEGs named <ImageID>.jpg, and the real class list and hierarchy. The last `drop_images` images are
+    listed in the CSV but left off the disk."""
+    import csv
+    import json
+    import shutil
+
+    root = need(OPENIMAGES_SAMPLE)
+    data = json.loads(Path(world_paths.annotations).read_text())
+    names = {c["id"]: c["name"] for c in data["categories"]}
+    images = {im["id"]: im for im in data["images"]}
+    (out / "images").mkdir(parents=True, exist_ok=True)
+    rows = []
+    for a in sorted(data["annotations"], key=lambda a: a["id"]):
+        mid = OI_MIDS.get(names[a["category_id"]])
+        if mid is None:
+            continue
+        im = images[a["image_id"]]
+        x, y, w, h = a["bbox"]
+        W, H = im["width"], im["height"]
+        rows.append([f"{a['image_id']:016x}", "xclick", mid, 1, f"{x / W:.6f}", f"{(x + w) / W:.6f}",
+                     f"{y / H:.6f}", f"{(y + h) / H:.6f}", 0, 0, 0, 0, 0])
+    listed = sorted({r[0] for r in rows})
+    for image_id in listed[: len(listed) - drop_images]:
+        src = Path(world_paths.images) / images[int(image_id, 16)]["file_name"]
+        shutil.copyfile(src, out / "images" / f"{image_id}.jpg")
+    csv_path = out / "boxes.csv"
+    with open(csv_path, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["ImageID", "Source", "LabelName", "Confidence", "XMin", "XMax", "YMin", "YMax", "IsOccluded",
+                    "IsTruncated", "IsGroupOf", "IsDepiction", "IsInside"])
+        w.writerows(rows)
+    return {"boxes": csv_path, "images": out / "images", "classes": root / "class-descriptions-boxable.csv",
+            "hierarchy": root / "bbox_labels_600_hierarchy.json", "listed": listed}
+
+
+@pytest.fixture(scope="session")
+def oi_world(world, tmp_path_factory):
+    paths, _ = world
+    return write_openimages_fixture(paths, tmp_path_factory.mktemp("oi"), drop_images=3)

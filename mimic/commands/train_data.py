@@ -1,0 +1,120 @@
+"""Commands for the training set: `mimic build train`, `mimic check-overlap`."""
+
+from __future__ import annotations
+
+import json
+import shlex
+import sys
+from dataclasses import dataclass
+
+from mimic.cli import command, opt
+
+TASKS = ["counting", "listing", "common", "odd_one"]
+
+
+@dataclass
+class BuildTrainOptions:
+    out: str = opt(help="Output Hub-layout folder (README.md + <task>/train-*.parquet).", metavar="DIR")
+    oi_boxes: str | None = opt(None, help="Open Images box CSV (e.g. oidv6-train-annotations-bbox.csv) or its "
+                               "index (.parquet).", metavar="CSV")
+    oi_classes: str | None = opt(None, help="class-descriptions-boxable.csv.", metavar="CSV")
+    oi_hierarchy: str | None = opt(None, help="bbox_labels_600_hierarchy.json (Listing categories).", metavar="JSON")
+    oi_images: str | None = opt(None, help="Folder of the Open Images JPEGs (<ImageID>.jpg); listed images that "
+                                "are missing are skipped and counted.", metavar="DIR")
+    source: str = opt("openimages", help="Annotation source; synthetic builds a demo training set from the world "
+                      "(--world), coco is refused unless --allow-coco.", choices=["openimages", "synthetic", "coco"])
+    world: str | None = opt(None, help="synthetic: a world folder from `mimic world` (default: the cached default "
+                            "world).", metavar="DIR")
+    tasks: list[str] = opt(TASKS, help="Tasks to build (each a config; the card adds `all`).", choices=TASKS)
+    per_task: int | None = opt(None, help="Samples per task (default: --scale's size; paper: 50,000).")
+    scale: str = opt("small", help="Default size per task: small or paper (50,000).", choices=["small", "paper"])
+    max_images: int = opt(10, help="Most images in one sample.")
+    seed: int = opt(0, help="Base seed; same inputs and seed give byte-identical parquet files.")
+    option_rate: float = opt(0.3, help="Share of turns asked as lettered-option questions.")
+    followup_rate: float = opt(0.5, help="Share of Listing/Common/Odd-One samples with a follow-up counting turn.")
+    export: list[str] = opt([], help="Also write other formats: llava (LLaVA-NeXT JSON under <out>/llava/).",
+                            choices=["llava"])
+    allow_coco: bool = opt(False, help="Allow COCO as a training source (it is the benchmark's source).")
+    max_shard_mb: int = opt(500, help="Largest parquet shard, in MB of embedded image bytes.")
+    repo_id: str = opt("mimic/train", help="Repo id the card's loading example uses.")
+    progress: bool = opt(True, help="Show progress bars.")
+
+
+@command("build train", BuildTrainOptions)
+def run_build_train(o: BuildTrainOptions) -> int:
+    """Build the MIMIC training set (TRL conversational vision format) into a Hub-layout folder.
+
+    Samples come from Open Images V7 boxes through the benchmark's generators and verifier, up to
+    --max-images images each, with multi-turn conversations and lettered options. Resumable and atomic
+    per shard, like `mimic build bench`.
+    """
+    from pathlib import Path
+
+    from mimic.builders.cards import write_dataset_card
+    from mimic.builders.generate import write_json
+    from mimic.builders.hub_folder import materialize
+    from mimic.builders.mimic_train import MimicTrain
+    from mimic.builders.stats import format_table1
+    from mimic.errors import ConfigError
+
+    annotations, images = o.oi_boxes, o.oi_images
+    if o.source == "synthetic" and o.world:
+        p = Path(o.world)
+        annotations = str(p / "annotations.json" if p.is_dir() else p)
+        images = str(Path(annotations).parent / "images")
+    elif o.source != "synthetic" and (annotations is None or images is None):
+        raise ConfigError("--oi-boxes and --oi-images are required (or --source synthetic)")
+    index = missing = None
+    tables = {}
+    for task in o.tasks:
+        builder = MimicTrain(
+            config_name=task, source=o.source, annotations=annotations, oi_classes=o.oi_classes,
+            oi_hierarchy=o.oi_hierarchy, images_dir=images, per_task=o.per_task, scale=o.scale,
+            max_images=o.max_images, seed=o.seed, option_rate=o.option_rate, followup_rate=o.followup_rate,
+            allow_coco=o.allow_coco,
+        )
+        if index is not None:
+            builder._index, builder.missing_image_ids = index, missing
+        record = materialize(builder, o.out, split="train", max_shard_bytes=o.max_shard_mb * 1024 * 1024,
+                             progress=o.progress)
+        index, missing = builder.load_index(), builder.missing_image_ids
+        tables[task] = record["table1"]
+        print(f"{task}: {record['num_rows']} rows in {record['num_shards']} shard(s)")
+        if "llava" in o.export:
+            path = write_json(builder.llava_records(), Path(o.out) / "llava" / f"{task}.json")
+            print(f"  LLaVA-NeXT format: {path} (image paths relative to {images})")
+    if missing:
+        print(f"skipped {len(missing)} images listed in the annotations but missing on disk, e.g. {missing[:3]}")
+    card = write_dataset_card(
+        o.out, pretty_name="MIMIC training set", template="train.md", all_config=True, repo_id=o.repo_id,
+        summary=f"Multi-image training conversations from {o.source} annotations.",
+        build_command="mimic " + " ".join(shlex.quote(a) for a in sys.argv[1:]),
+    )
+    print("\n" + format_table1(tables))
+    print(f"\nwrote {o.out} (card: {card})")
+    return 0
+
+
+@dataclass
+class OverlapOptions:
+    train: str = opt(help="A training folder (Hub layout).", metavar="DIR")
+    bench: str = opt(help="A benchmark folder (Hub layout).", metavar="DIR")
+    json_out: str | None = opt(None, help="Also write the overlapping (source, image id) pairs as JSON.",
+                               metavar="FILE")
+
+
+@command("check-overlap", OverlapOptions)
+def run_check_overlap(o: OverlapOptions) -> int:
+    """Report images shared by a training and a benchmark folder (exit 1 if any): no evaluation image may be
+    trained on."""
+    from mimic.builders.hub_folder import image_keys
+
+    train, bench = image_keys(o.train), image_keys(o.bench)
+    shared = sorted(train & bench)
+    print(f"training images: {len(train):,}; benchmark images: {len(bench):,}; shared: {len(shared):,}")
+    for source, image_id in shared[:10]:
+        print(f"  {source} {image_id}")
+    if o.json_out:
+        with open(o.json_out, "w") as f:
+            json.dump([list(k) for k in shared], f)
+    return 1 if shared else 0
