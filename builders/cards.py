@@ -9,6 +9,7 @@ from pathlib import Path
 
 from huggingface_hub import DatasetCard, DatasetCardData
 
+from mimic.atomic import atomic_path
 from mimic.builders.configs import CONFIGS
 from mimic.builders.hub_folder import read_build_records
 from mimic.builders.stats import format_table1
@@ -114,7 +115,6 @@ def render_dataset_card(
 def write_dataset_card(out_dir: str | os.PathLike, **kwargs) -> Path:
     card = render_dataset_card(out_dir, **kwargs)
     path = Path(out_dir) / "README.md"
-    tmp = path.with_name(".README.md.tmp")
-    card.save(tmp)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        card.save(tmp)
     return path

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import hashlib
 import os
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import orjson
 
+from mimic.atomic import atomic_path
 from mimic.builders.configs import BenchConfig, get_config, resolve_cells
 from mimic.builders.index import AnnotationIndex
 from mimic.builders.sample import Sample, sample_id
@@ -165,34 +165,18 @@ def draft_classes(index: AnnotationIndex, cfg: BenchConfig, draft) -> list[int]:
 # ---------------------------------------------------------------------------- JSONL
 def write_jsonl(samples, path: str | os.PathLike) -> Path:
     """Write samples (or row dicts) one per line, atomically."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            for s in samples:
-                row = s.to_row() if isinstance(s, Sample) else s
-                f.write(orjson.dumps(row, option=orjson.OPT_SORT_KEYS) + b"\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        for s in samples:
+            row = s.to_row() if isinstance(s, Sample) else s
+            f.write(orjson.dumps(row, option=orjson.OPT_SORT_KEYS) + b"\n")
+    return Path(path)
 
 
 def write_json(value, path: str | os.PathLike) -> Path:
     """Write one JSON document, atomically."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(orjson.dumps(value, option=orjson.OPT_INDENT_2))
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(orjson.dumps(value, option=orjson.OPT_INDENT_2))
+    return Path(path)
 
 
 def read_jsonl(path: str | os.PathLike) -> list[dict]:

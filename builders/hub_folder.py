@@ -17,13 +17,13 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 from tqdm.auto import tqdm
 
+from mimic.atomic import atomic_path
 from mimic.builders.sample import GENERATOR_VERSION
 
 __all__ = ["materialize", "plan_shards", "read_build_records", "image_keys", "DEFAULT_MAX_SHARD_BYTES", "RECORD_DIR"]
@@ -147,19 +147,12 @@ def materialize(
             bar.update(hi - lo)
             continue
         shard_schema = schema.with_metadata({**(schema.metadata or {}), _SHARD_META: json.dumps({"fingerprint": fp}).encode()})
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=config_dir)
-        os.close(fd)
-        try:
-            with pq.ParquetWriter(tmp, shard_schema, **options) as writer:
-                for g in range(lo, hi, _ROWS_PER_GROUP):
-                    rows = [builder.example(s, read) for s in samples[g : min(g + _ROWS_PER_GROUP, hi)]]
-                    batch = features.encode_batch({c: [r[c] for r in rows] for c in features})
-                    writer.write_table(pa.Table.from_pydict(batch, schema=shard_schema))
-                    bar.update(len(rows))
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        with atomic_path(path) as tmp, pq.ParquetWriter(tmp, shard_schema, **options) as writer:
+            for g in range(lo, hi, _ROWS_PER_GROUP):
+                rows = [builder.example(s, read) for s in samples[g : min(g + _ROWS_PER_GROUP, hi)]]
+                batch = features.encode_batch({c: [r[c] for r in rows] for c in features})
+                writer.write_table(pa.Table.from_pydict(batch, schema=shard_schema))
+                bar.update(len(rows))
         written += 1
     bar.close()
 
@@ -181,7 +174,8 @@ def materialize(
     }
     record_dir = out_dir / RECORD_DIR
     record_dir.mkdir(exist_ok=True)
-    _write_text_atomic(record_dir / f"{name}.json", json.dumps(record, indent=2, sort_keys=True))
+    with atomic_path(record_dir / f"{name}.json") as tmp:
+        tmp.write_text(json.dumps(record, indent=2, sort_keys=True))
     return record
 
 
@@ -193,17 +187,6 @@ def read_build_records(out_dir: str | os.PathLike) -> dict[str, dict]:
         if any((Path(out_dir) / rec["config"]).glob(f"{rec['split']}-*.parquet")):
             records[rec["config"]] = rec
     return records
-
-
-def _write_text_atomic(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def image_keys(folder: str | os.PathLike) -> set[tuple[str, str]]:

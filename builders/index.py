@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -26,6 +25,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from mimic.atomic import atomic_path
 from mimic.errors import AnnotationError
 
 __all__ = ["AnnotationIndex", "DEFAULT_MIN_BOX_FRAC", "INDEX_FORMAT_VERSION"]
@@ -386,15 +386,8 @@ class AnnotationIndex:
     def save(self, path: str | os.PathLike) -> Path:
         """Write the index as parquet, atomically (a temporary file renamed into place)."""
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        os.close(fd)
-        try:
+        with atomic_path(path) as tmp:
             pq.write_table(self.to_table(), tmp, compression="zstd")
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
         return path
 
     @classmethod

@@ -80,6 +80,17 @@ def _castable(value, dtype) -> bool:
         return False
 
 
+def _positions(path, sorted_ids: np.ndarray, wanted: np.ndarray, what: str, key: str) -> np.ndarray:
+    """Positions of `wanted` in `sorted_ids`, or an error naming the first annotation whose id is unknown."""
+    pos = np.searchsorted(sorted_ids, wanted)
+    clipped = np.minimum(pos, max(len(sorted_ids) - 1, 0))
+    bad = np.flatnonzero(sorted_ids[clipped] != wanted) if len(sorted_ids) else np.arange(len(wanted))
+    if len(bad):
+        k = bad[0]
+        raise AnnotationError(path, f"unknown {what} {wanted[k]} ({len(bad)} annotations)", field=f"annotations[{k}].{key}")
+    return clipped
+
+
 def read_coco(
     annotations: str | os.PathLike,
     images_dir: str | os.PathLike | None = None,
@@ -140,27 +151,8 @@ def read_coco(
         raise AnnotationError(path, f"bbox must be [x, y, w, h], got {bbox[k]!r}", field=f"annotations[{k}].bbox") from None
     crowd = np.array([a.get("iscrowd", 0) for a in anns], dtype=bool)
 
-    box_class = np.searchsorted(sorted_cat_ids, ann_cat)
-    box_class_c = np.minimum(box_class, max(len(sorted_cat_ids) - 1, 0))
-    unknown = np.flatnonzero((box_class >= len(sorted_cat_ids)) | (sorted_cat_ids[box_class_c] != ann_cat)) if len(
-        sorted_cat_ids
-    ) else np.arange(len(anns))
-    if len(unknown):
-        k = unknown[0]
-        raise AnnotationError(
-            path, f"unknown category id {ann_cat[k]} ({len(unknown)} annotations)", field=f"annotations[{k}].category_id"
-        )
-    pos = np.searchsorted(img_ids[img_sorter], ann_img)
-    pos_c = np.minimum(pos, max(len(img_ids) - 1, 0))
-    missing = np.flatnonzero((pos >= len(img_ids)) | (img_ids[img_sorter][pos_c] != ann_img)) if len(
-        img_ids
-    ) else np.arange(len(anns))
-    if len(missing):
-        k = missing[0]
-        raise AnnotationError(
-            path, f"unknown image id {ann_img[k]} ({len(missing)} annotations)", field=f"annotations[{k}].image_id"
-        )
-    box_image = img_sorter[pos_c]
+    box_class = _positions(path, sorted_cat_ids, ann_cat, "category id", "category_id")
+    box_image = img_sorter[_positions(path, img_ids[img_sorter], ann_img, "image id", "image_id")]
 
     x, y, w, h = boxes.T
     W, H = widths[box_image], heights[box_image]
@@ -187,7 +179,7 @@ def read_coco(
         class_names=class_names,
         categories=categories,
         box_image=box_image,
-        box_class=box_class_c,
+        box_class=box_class,
         box_frac=frac,
         box_crowd=crowd,
         images_dir=images_dir,
