@@ -6,7 +6,7 @@ PIP := $(PY) -m pip
 # The CPU build that lies on the development and CI machines; a user with CUDA installs their own torch first.
 TORCH_SPEC ?= torch==2.13.0
 
-.PHONY: setup test lint demo bench clean
+.PHONY: setup test lint demo bench eval clean
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -29,10 +29,35 @@ demo: setup
 	$(VENV)/bin/mimic build demo --world $(DEMO_DIR)/world --out $(DEMO_DIR)/mimic-demo
 	$(VENV)/bin/mimic show $(DEMO_DIR)/mimic-demo --rows 2
 
+MIMIC ?= $(VENV)/bin/mimic
+EVAL_DIR ?= eval-out
+DATA ?= $(DEMO_DIR)/mimic-demo
+MODEL ?=
+EVAL_LIMIT ?=
+EVAL_BATCH ?= 8
+EVAL_ARGS ?=
+EVAL_FLAGS = --data $(DATA) --batch-size $(EVAL_BATCH) $(if $(EVAL_LIMIT),--limit $(EVAL_LIMIT)) $(EVAL_ARGS)
+TINY_RUN = $(EVAL_DIR)/runs/tiny-llava-ov
+
+# make eval: baselines + a tiny random LLaVA-OneVision (through the real hf: adapter) on the demo benchmark.
+# make eval MODEL=llava-hf/llava-onevision-qwen2-0.5b-ov-hf DATA=path/to/mimic-bench: that model's Table 4 row.
+# Every run lands in $(EVAL_DIR)/runs/<name> (rerun to resume); the report covers all runs there.
+eval: setup
+	@if [ "$(DATA)" = "$(DEMO_DIR)/mimic-demo" ] && [ ! -f "$(DATA)/README.md" ]; then $(MAKE) demo; fi
+ifeq ($(strip $(MODEL)),)
+	for m in oracle random prior; do $(MIMIC) eval $(EVAL_FLAGS) --model $$m --out $(EVAL_DIR)/runs/$$m || exit 1; done
+	test -f $(TINY_RUN)/model/config.json || $(PY) -c "from mimic.tiny import save_tiny; save_tiny('$(TINY_RUN)/model')"
+	$(MIMIC) eval $(EVAL_FLAGS) --model hf:$(TINY_RUN)/model --out $(TINY_RUN) --label tiny-llava-ov --max-new-tokens 16
+else
+	$(MIMIC) eval $(EVAL_FLAGS) --model $(if $(findstring :,$(MODEL)),$(MODEL),hf:$(MODEL)) \
+		--out $(EVAL_DIR)/runs/$(subst /,_,$(subst :,_,$(MODEL)))
+endif
+	$(MIMIC) report $(EVAL_DIR)/runs/* --out $(EVAL_DIR)/report
+
 bench: setup
 	$(PY) benchmarks/bench_index.py
 	$(PY) benchmarks/bench_generate.py
 	$(PY) benchmarks/bench_build.py
 
 clean:
-	rm -rf $(VENV) $(DEMO_DIR) .pytest_cache
+	rm -rf $(VENV) $(DEMO_DIR) $(EVAL_DIR) .pytest_cache

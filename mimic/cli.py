@@ -131,6 +131,7 @@ def build_parser() -> argparse.ArgumentParser:
 def _load_commands() -> None:
     # Importing the command modules fills COMMANDS through their decorators.
     from mimic.commands import data as _data  # noqa: F401
+    from mimic.commands import evaluate as _evaluate  # noqa: F401
     from mimic.commands import generate as _generate  # noqa: F401
     from mimic.commands import hub as _hub  # noqa: F401
     from mimic.commands import train_data as _train_data  # noqa: F401

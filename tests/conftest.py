@@ -2,9 +2,19 @@
 
 from __future__ import annotations
 
+import os
+import tempfile
 from pathlib import Path
 
 import pytest
+
+# `datasets` and `huggingface_hub` read their cache locations when first imported, so they are set here,
+# before any test module imports them: tests never touch the network nor the user's caches.
+_HF_HOME = Path(tempfile.mkdtemp(prefix="mimic-tests-hf-"))
+os.environ["HF_HOME"] = str(_HF_HOME)
+os.environ["HF_DATASETS_CACHE"] = str(_HF_HOME / "datasets")
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["HF_DATASETS_OFFLINE"] = "1"
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 COCO_SAMPLE = SHARED_DATA / "coco-sample"
@@ -20,13 +30,12 @@ def need(path: Path) -> Path:
 
 
 @pytest.fixture(autouse=True)
-def _offline_hf(tmp_path_factory, monkeypatch):
-    # Tests never touch the network, and never the user's HF cache.
-    cache = tmp_path_factory.getbasetemp() / "hf-cache"
-    monkeypatch.setenv("HF_HOME", str(cache))
-    monkeypatch.setenv("HF_DATASETS_CACHE", str(cache / "datasets"))
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+def _fresh_datasets_cache(tmp_path, monkeypatch):
+    # `load_dataset(folder, config)` keys its cache by the folder's base name: tests that build folders of
+    # the same name must not read each other's rows, so every test gets its own arrow cache.
+    import datasets
+
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", tmp_path / ".hf-datasets-cache")
 
 
 @pytest.fixture(scope="session")

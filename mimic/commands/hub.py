@@ -135,12 +135,17 @@ class ShowOptions:
 
 @command("show", ShowOptions)
 def run_show(o: ShowOptions) -> int:
-    """Load a MIMIC dataset with `datasets.load_dataset` and print a few rows of each config."""
-    from datasets import get_dataset_config_names, load_dataset
+    """Load a MIMIC dataset (benchmark or training folder, or a Hub id) and print a few rows of each config."""
+    from datasets import load_dataset_builder
 
-    names = o.configs or get_dataset_config_names(o.data)
+    from mimic.eval.data import config_names, load_config
+
+    names = o.configs or config_names(o.data)
     for name in names:
-        ds = load_dataset(o.data, name, split="test")
+        splits = load_dataset_builder(o.data, name).config.data_files or {}
+        split = "test" if "test" in splits else next(iter(splits), "test")
+        # load_config reads a local folder by its file paths: a folder rebuilt in place is never served stale.
+        ds = load_config(o.data, name, split)
         print(f"\n== {name}: {len(ds)} rows ==")
         for row in ds.select(range(min(o.rows, len(ds)))):
             sizes = ", ".join(f"{im.width}x{im.height}" for im in row["images"][:3])

@@ -105,8 +105,10 @@ class OverlapOptions:
 
 @command("check-overlap", OverlapOptions)
 def run_check_overlap(o: OverlapOptions) -> int:
-    """Report images shared by a training and a benchmark folder (exit 1 if any): no evaluation image may be
-    trained on."""
+    """Report images shared by a training and a benchmark folder; exit 1 if there is any.
+
+    No evaluation image may be trained on. Images are compared as (source, image id) pairs.
+    """
     from mimic.builders.hub_folder import image_keys
 
     train, bench = image_keys(o.train), image_keys(o.bench)

@@ -1,0 +1,111 @@
+"""Benchmark data for evaluation: configs of a Hub-layout folder or Hub dataset, rows without images, the
+control columns and the class vocabulary the scorer recognises.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from mimic.errors import ConfigError
+from mimic.eval.normalize import COCO_CLASSES
+
+__all__ = [
+    "CONTROL_COLUMNS",
+    "answer_vocabulary",
+    "config_names",
+    "load_config",
+    "resolve_configs",
+    "row_metadata",
+]
+
+# The controls a row records (ARCHITECTURE.md, row columns); every one gets a breakdown in the results.
+CONTROL_COLUMNS: tuple[str, ...] = (
+    "num_images",
+    "num_query_images",
+    "num_distractors",
+    "num_concepts",
+    "total_instances",
+    "category",
+    "template_id",
+    "connector_id",
+)
+
+
+def config_names(data: str) -> list[str]:
+    """The configs of a dataset folder or Hub id, in card order."""
+    from datasets import get_dataset_config_names
+
+    try:
+        return list(get_dataset_config_names(data))
+    except FileNotFoundError as err:
+        raise ConfigError(f"no dataset at {data!r} ({err})") from err
+
+
+def resolve_configs(data: str, wanted: Sequence[str] | None) -> list[str]:
+    """`wanted` checked against the data's configs (all of them when empty), in the data's order."""
+    available = config_names(data)
+    if not wanted:
+        return available
+    for name in wanted:
+        if name not in available:
+            close = difflib.get_close_matches(name, available, n=2, cutoff=0.5)
+            hint = f" Did you mean {' or '.join(map(repr, close))}?" if close else ""
+            raise ConfigError(f"config {name!r} is not in {data}.{hint} Available: {', '.join(available)}")
+    return [c for c in available if c in set(wanted)]
+
+
+def load_config(data: str, config: str, split: str = "test", cache_dir: str | None = None):
+    """The `datasets.Dataset` of one config (images decoded lazily, on access).
+
+    A local folder is loaded from its config's parquet files by path. `load_dataset(folder, config)`
+    caches the converted arrow data under the folder's *base name* and the card's relative file
+    patterns, so two folders both called "bench" (or one rebuilt in place) would share a cache entry
+    and the second would silently evaluate the first's rows. With explicit data files the cache key
+    holds their absolute paths and modification times. A Hub id is cached by its revision, as usual.
+    `cache_dir`: where `datasets` keeps the arrow cache (default: its HF_DATASETS_CACHE).
+    """
+    import os
+
+    from datasets import load_dataset, load_dataset_builder
+
+    if not os.path.isdir(data):
+        return load_dataset(data, config, split=split, cache_dir=cache_dir)
+    files = (load_dataset_builder(data, config).config.data_files or {}).get(split)
+    if not files:
+        raise ConfigError(f"{data}: config {config!r} has no {split!r} split")
+    return load_dataset("parquet", data_files={split: list(files)}, split=split, cache_dir=cache_dir)
+
+
+def row_metadata(dataset) -> list[dict]:
+    """Every row of `dataset` as a dict without the `images` column (cheap: no image is decoded)."""
+    cols = [c for c in dataset.column_names if c != "images"]
+    return dataset.select_columns(cols).to_list()
+
+
+def _source_vocabulary(source: str) -> tuple[str, ...]:
+    if source == "coco":
+        return COCO_CLASSES
+    if source == "synthetic":
+        from mimic.builders.sources.synthetic import CLASSES
+
+        return tuple(CLASSES)
+    return ()  # Open Images: the classes the rows name (its 600-class list is not needed to score)
+
+
+def answer_vocabulary(rows: Sequence[Mapping[str, Any]]) -> tuple[str, ...]:
+    """The class names the scorer recognises in answers to these rows (`candidate_classes`).
+
+    The source's full class list (COCO's 80, the synthetic world's 16) plus every class the rows name, so
+    that naming a wrong but real class is a wrong answer, not a parse failure. It depends only on the
+    rows given (a whole config), never on which of them were evaluated.
+    """
+    names: dict[str, None] = {}
+    for source in sorted({str(r.get("source") or "") for r in rows}):
+        names.update(dict.fromkeys(_source_vocabulary(source)))
+    for r in rows:
+        names.update(dict.fromkeys(str(c) for c in r.get("target_classes") or ()))
+        if r.get("task") == "listing":
+            names.update(dict.fromkeys(str(c) for c in r.get("answer_list") or ()))
+    return tuple(names)

@@ -1,0 +1,296 @@
+"""`hf:<model id or path>`: vision-language checkpoints through transformers, greedy decoding, batched.
+
+Supported families (by `config.model_type`), each with its own processor and chat template, as the
+checkpoints ship them:
+
+- LLaVA-OneVision (`llava-hf/*-ov-hf`, `*-si-hf`; `llava_onevision`): the processor gives a sample with
+  several images 729 + 1 tokens per image (one 384x384 crop each plus the newline token) and a sample
+  with one image anyres patching, as the official pipeline does. It is loaded with
+  `mimic.tiny.load_processor`, which falls back to a torchvision-free processor.
+- Qwen2-VL / Qwen2.5-VL (`qwen2_vl`, `qwen2_5_vl`): images keep their aspect ratio and are resized to a
+  pixel count in [min_pixels, max_pixels] (defaults: the checkpoint's preprocessor config, i.e. the
+  official 56*56 .. 28*28*16384 of qwen-vl-utils); `--min-pixels/--max-pixels` override per run.
+- InternVL (`OpenGVLab/InternVL*-hf`; `internvl`): dynamic tiling into 448x448 crops (up to 12 per
+  image by default; `--max-patches` bounds it, useful when samples have dozens of images).
+Other image-text-to-text checkpoints load too (AutoModelForImageTextToText + AutoProcessor), with a
+warning that their prompt format was not checked.
+
+Every sample is one user turn holding its images (in order) and then the question, rendered by the
+checkpoint's chat template with the generation prompt. Batches are left-padded so that generation
+continues every row from its last real token. Decoding is greedy (no sampling, one beam) for at most
+`max_new_tokens` tokens. dtype "auto" is bfloat16 on a CUDA device that supports it (float16 on older
+ones) and float32 on CPU; device "auto" is the first CUDA device, else the CPU.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from mimic.errors import ConfigError
+from mimic.eval.api import Generation, ModelAdapter, Request, option, register_model
+
+__all__ = [
+    "FAMILIES",
+    "HFModel",
+    "HFOptions",
+    "chat_messages",
+    "load_processor_without_torchvision",
+    "resolve_device",
+    "resolve_dtype",
+    "without_video_processor",
+]
+
+logger = logging.getLogger(__name__)
+
+# model_type -> family name. A family decides how the processor is loaded and called.
+FAMILIES: dict[str, str] = {
+    "llava_onevision": "llava_onevision",
+    "qwen2_vl": "qwen2_vl",
+    "qwen2_5_vl": "qwen2_vl",
+    "internvl": "internvl",
+}
+_DTYPES = ("auto", "float32", "bfloat16", "float16")
+
+
+@dataclass
+class HFOptions:
+    max_new_tokens: int = option(64, help="Most tokens generated per answer (greedy decoding).")
+    dtype: str = option("auto", help="Weights dtype: auto (bfloat16 on CUDA when supported, float32 on CPU), "
+                        "float32, bfloat16 or float16.")
+    device: str = option("auto", identity=False, help="Device: auto (cuda if available, else cpu), cpu, cuda, "
+                         "cuda:1, ...")
+    device_map: str | None = option(None, identity=False, help="Passed to from_pretrained to shard a large "
+                                    "model over devices (e.g. 'auto'); replaces --device.")
+    attn_implementation: str | None = option(None, help="Attention kernel (sdpa, eager, flash_attention_2); "
+                                             "default: the transformers default.")
+    revision: str | None = option(None, help="Hub revision (branch, tag or commit) of the checkpoint.")
+    min_pixels: int | None = option(None, help="Qwen2-VL: fewest pixels an image is resized to "
+                                    "(default: the checkpoint's).")
+    max_pixels: int | None = option(None, help="Qwen2-VL: most pixels an image is resized to "
+                                    "(default: the checkpoint's).")
+    max_patches: int | None = option(None, help="InternVL: most 448x448 tiles per image (default: the "
+                                     "checkpoint's, 12).")
+
+    def __post_init__(self):
+        if self.dtype not in _DTYPES:
+            raise ValueError(f"dtype must be one of {', '.join(_DTYPES)}, got {self.dtype!r}")
+        if self.max_new_tokens < 1:
+            raise ValueError(f"max_new_tokens must be at least 1, got {self.max_new_tokens}")
+        for name in ("min_pixels", "max_pixels", "max_patches"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise ValueError(f"{name} must be positive, got {value}")
+
+
+def resolve_device(name: str) -> str:
+    import torch
+
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return name
+
+
+def resolve_dtype(name: str, device: str):
+    """The torch dtype for option `name` on `device` (see the module docstring for "auto")."""
+    import torch
+
+    if name == "auto":
+        if device.startswith("cuda"):
+            return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        return torch.float32
+    return getattr(torch, name)
+
+
+def without_video_processor(base: type) -> type:
+    """`base` (a processor class) with no `video_processor` in its `__init__` signature.
+
+    `ProcessorMixin` finds its sub-processors by reading that signature; without the parameter it neither
+    loads nor type-checks a video processor, which in transformers 5 needs torchvision for every family
+    here. `mimic.tiny.PilLlavaOnevisionProcessor` is the same idea, written out for LLaVA-OneVision.
+    """
+
+    def __init__(self, image_processor=None, tokenizer=None, chat_template=None, **kwargs):
+        base.__init__(self, image_processor=image_processor, tokenizer=tokenizer, video_processor=None,
+                      chat_template=chat_template, **kwargs)
+
+    return type(f"{base.__name__}WithoutVideo", (base,), {"__init__": __init__, "__module__": __name__})
+
+
+def load_processor_without_torchvision(target: str, model_type: str, **kwargs):
+    """The checkpoint's processor: `AutoProcessor` when it yields an image+text processor (torchvision
+    installed), else the model type's processor class without its video processor, whose image processor
+    `AutoImageProcessor` then builds with the PIL backend."""
+    from transformers import AutoProcessor
+    from transformers.models.auto.processing_auto import PROCESSOR_MAPPING_NAMES, processor_class_from_name
+    from transformers.processing_utils import ProcessorMixin
+
+    reason: Exception | None = None
+    try:
+        processor = AutoProcessor.from_pretrained(target, **kwargs)
+    except (AttributeError, ImportError, ValueError, TypeError, OSError) as err:
+        # AttributeError/ImportError: the video processor mapping without torchvision.
+        reason = err
+    else:
+        if isinstance(processor, ProcessorMixin) and getattr(processor, "image_processor", None) is not None:
+            return processor
+    name = PROCESSOR_MAPPING_NAMES.get(model_type)
+    base = processor_class_from_name(name) if name else None
+    if base is None:
+        raise ConfigError(f"hf:{target}: no processor for model type {model_type!r}"
+                          + (f" ({reason})" if reason else ""))
+    try:
+        return without_video_processor(base).from_pretrained(target, **kwargs)
+    except Exception as err:
+        raise ConfigError(f"hf:{target}: cannot build its {base.__name__} ({err})") from (reason or err)
+
+
+def chat_messages(question: str, num_images: int) -> list[dict]:
+    """One user turn: the sample's images in order, then the question (the official MIMIC prompt order)."""
+    return [{"role": "user", "content": [{"type": "image"}] * num_images + [{"type": "text", "text": question}]}]
+
+
+@register_model("hf")
+class HFModel(ModelAdapter):
+    """A transformers vision-language checkpoint (see the module docstring)."""
+
+    Options = HFOptions
+    takes_target = True
+
+    def __init__(self, target: str | None = None, options: HFOptions | None = None):
+        super().__init__(target, options)
+        self.model = None
+        self.processor = None
+        self.family: str | None = None
+        self._model_type: str | None = None
+        self._info: dict = {}
+
+    # Loading is deferred to the first use, so that a run folder's consistency check (and option errors)
+    # come before minutes of weight loading.
+    def load(self) -> None:
+        if self.model is not None:
+            return
+        import torch
+        from transformers import AutoConfig, AutoModelForImageTextToText
+
+        o, target = self.options, str(self.target)
+        try:
+            config = AutoConfig.from_pretrained(target, revision=o.revision)
+        except (OSError, ValueError) as err:
+            raise ConfigError(f"hf:{target}: cannot read the checkpoint's config ({err})") from err
+        self._model_type = config.model_type
+        self.family = FAMILIES.get(config.model_type)
+        if self.family is None:
+            logger.warning("hf:%s: model type %r is not one of the checked families (%s); using its "
+                           "processor and chat template as they are", target, config.model_type,
+                           ", ".join(sorted(set(FAMILIES))))
+        # The processor first: it fails fast (no torchvision, no chat template), weights take minutes.
+        self.processor = self._load_processor(target)
+        tokenizer = self.processor.tokenizer
+        # Left padding: generation appends to the end of every row, so the real tokens must end there.
+        tokenizer.padding_side = "left"
+        if tokenizer.pad_token_id is None:
+            tokenizer.pad_token = tokenizer.eos_token
+        if getattr(self.processor, "chat_template", None) is None:
+            raise ConfigError(f"hf:{target}: the checkpoint has no chat template; it cannot be prompted")
+        device = resolve_device(o.device)
+        dtype = resolve_dtype(o.dtype, device)
+        kwargs: dict[str, Any] = {"dtype": dtype, "revision": o.revision}
+        if o.attn_implementation:
+            kwargs["attn_implementation"] = o.attn_implementation
+        if o.device_map:
+            kwargs["device_map"] = o.device_map
+        try:
+            model = AutoModelForImageTextToText.from_pretrained(target, **kwargs)
+        except ValueError as err:
+            raise ConfigError(f"hf:{target}: not an image-text-to-text checkpoint ({err})") from err
+        if not o.device_map:
+            model.to(device)
+        model.eval()
+        gen = copy.deepcopy(model.generation_config)
+        # Greedy decoding; sampling settings of the checkpoint are cleared so that they do not linger.
+        gen.do_sample, gen.num_beams = False, 1
+        gen.temperature = gen.top_p = gen.top_k = None
+        gen.max_new_tokens = o.max_new_tokens
+        if gen.pad_token_id is None:
+            gen.pad_token_id = tokenizer.pad_token_id
+        self.generation_config = gen
+        self.model, self.device, self.dtype = model, (model.device if o.device_map else torch.device(device)), dtype
+        self._info = {
+            "model_class": type(model).__name__,
+            "model_type": config.model_type,
+            "family": self.family,
+            "processor_class": type(self.processor).__name__,
+            "dtype": str(dtype).removeprefix("torch."),
+            "device": str(self.device),
+            "num_parameters": sum(p.numel() for p in model.parameters()),
+            "commit_hash": getattr(model.config, "_commit_hash", None),
+        }
+
+    def _load_processor(self, target: str):
+        o = self.options
+        kwargs = {"revision": o.revision} if o.revision else {}
+        if self.family == "llava_onevision":
+            from mimic.tiny import load_processor
+
+            return load_processor(target, **kwargs)
+        return load_processor_without_torchvision(target, self._model_type, **kwargs)
+
+    def _processor_kwargs(self) -> dict:
+        o = self.options
+        if self.family == "qwen2_vl" and (o.min_pixels or o.max_pixels):
+            size = dict(self.processor.image_processor.size)
+            if o.min_pixels:
+                size["shortest_edge"] = o.min_pixels
+            if o.max_pixels:
+                size["longest_edge"] = o.max_pixels
+            return {"images_kwargs": {"size": size}}
+        if self.family == "internvl" and o.max_patches:
+            return {"images_kwargs": {"max_patches": o.max_patches}}
+        return {}
+
+    def render(self, request: Request) -> str:
+        """The prompt text: the chat template over the sample's images and question."""
+        self.load()
+        messages = chat_messages(request.question, len(request.images) or int(request.sample.get("num_images", 0)))
+        return self.processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+
+    def prompt(self, request: Request) -> str:
+        return self.render(request)
+
+    def generate(self, requests: Sequence[Request]) -> list[Generation]:
+        import torch
+
+        self.load()
+        texts = [self.render(r) for r in requests]
+        images = [[im if im.mode == "RGB" else im.convert("RGB") for im in r.images] for r in requests]
+        batch = self.processor(text=texts, images=images, padding=True, return_tensors="pt",
+                               **self._processor_kwargs())
+        batch = batch.to(self.device, dtype=self.dtype)
+        with torch.inference_mode():
+            out = self.model.generate(**batch, generation_config=self.generation_config)
+        prompt_len = batch["input_ids"].shape[1]
+        answers = self.processor.batch_decode(out[:, prompt_len:], skip_special_tokens=True)
+        input_tokens = batch["attention_mask"].sum(dim=1).tolist()
+        image_token_id = getattr(self.processor, "image_token_id", None)
+        image_tokens = (
+            (batch["input_ids"] == image_token_id).sum(dim=1).tolist() if image_token_id is not None else None
+        )
+        pad_id = self.generation_config.pad_token_id
+        results = []
+        for i, text in enumerate(answers):
+            new = out[i, prompt_len:]
+            info = {"input_tokens": int(input_tokens[i]), "output_tokens": int((new != pad_id).sum())}
+            if image_tokens is not None:
+                info["image_tokens"] = int(image_tokens[i])
+            results.append(Generation(text.strip(), info))
+        return results
+
+    def describe(self) -> dict:
+        return {**super().describe(), **self._info}
+
+    def close(self) -> None:
+        self.model = self.processor = None
