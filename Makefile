@@ -6,7 +6,7 @@ PIP := $(PY) -m pip
 # The CPU build that lies on the development and CI machines; a user with CUDA installs their own torch first.
 TORCH_SPEC ?= torch==2.13.0
 
-.PHONY: setup test lint demo bench eval clean
+.PHONY: setup test lint demo bench eval train-masked train-full tiny-assets clean
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -28,6 +28,10 @@ demo: setup
 	$(VENV)/bin/mimic world --out $(DEMO_DIR)/world --images 300 --seed 0
 	$(VENV)/bin/mimic build demo --world $(DEMO_DIR)/world --out $(DEMO_DIR)/mimic-demo
 	$(VENV)/bin/mimic show $(DEMO_DIR)/mimic-demo --rows 2
+	for m in oracle random prior; do $(VENV)/bin/mimic eval --data $(DEMO_DIR)/mimic-demo --model $$m \
+		--out $(DEMO_DIR)/eval/$$m --no-progress || exit 1; done
+	$(VENV)/bin/mimic report $(DEMO_DIR)/eval/oracle $(DEMO_DIR)/eval/random $(DEMO_DIR)/eval/prior --out $(DEMO_DIR)/report
+	@echo "report: $(DEMO_DIR)/report/report.md (plots beside it)"
 
 MIMIC ?= $(VENV)/bin/mimic
 EVAL_DIR ?= eval-out
@@ -54,10 +58,45 @@ else
 endif
 	$(MIMIC) report $(EVAL_DIR)/runs/* --out $(EVAL_DIR)/report
 
+TINY ?= 0
+TINY_DIR ?= $(DEMO_DIR)/tiny
+ARGS ?=
+TRAIN := $(VENV)/bin/accelerate launch
+MASKED_CONFIG ?= train_trl/configs/llava_ov_0.5b_masked_lora.yaml
+FULL_CONFIG ?= train_trl/configs/llava_ov_0.5b_full.yaml
+MASKED_ACCELERATE ?= train_trl/accelerate/multi_gpu.yaml
+FULL_ACCELERATE ?= train_trl/accelerate/zero2.yaml
+TINY_ARGS = --model_name_or_path $(TINY_DIR)/model --dataset_mixture $(TINY_DIR)/demo-train@train=1
+
+# make train-masked / train-full: the paper's runs (GPUs; see train_trl/configs/*.yaml for the launch lines).
+# TINY=1: a real short training of a tiny random LLaVA-OneVision on a demo training set, on this CPU.
+tiny-assets: setup
+	test -f $(TINY_DIR)/model/config.json || $(VENV)/bin/mimic tiny-model --out $(TINY_DIR)/model
+	test -f $(TINY_DIR)/demo-train/README.md || $(VENV)/bin/mimic demo-trainset --out $(TINY_DIR)/demo-train
+
+ifeq ($(TINY),1)
+train-masked: tiny-assets
+	$(TRAIN) --num_cpu_threads_per_process 1 --config_file train_trl/accelerate/cpu.yaml train_trl/train.py \
+		--config train_trl/configs/tiny_masked_lora.yaml $(TINY_ARGS) --output_dir $(TINY_DIR)/masked-lora $(ARGS)
+
+train-full: tiny-assets
+	$(TRAIN) --num_cpu_threads_per_process 1 --config_file train_trl/accelerate/cpu.yaml train_trl/train.py \
+		--config train_trl/configs/tiny_full.yaml $(TINY_ARGS) --output_dir $(TINY_DIR)/full $(ARGS)
+else
+train-masked: setup
+	$(TRAIN) --config_file $(MASKED_ACCELERATE) train_trl/train.py --config $(MASKED_CONFIG) $(ARGS)
+
+train-full: setup
+	$(TRAIN) --config_file $(FULL_ACCELERATE) train_trl/train.py --config $(FULL_CONFIG) $(ARGS)
+endif
+
 bench: setup
 	$(PY) benchmarks/bench_index.py
 	$(PY) benchmarks/bench_generate.py
 	$(PY) benchmarks/bench_build.py
+	$(PY) benchmarks/bench_openimages_index.py
+	$(PY) benchmarks/bench_eval.py
+	$(PY) benchmarks/bench_mask.py
 
 clean:
 	rm -rf $(VENV) $(DEMO_DIR) $(EVAL_DIR) .pytest_cache

@@ -50,7 +50,8 @@ def render_dataset_card(
 ) -> DatasetCard:
     """The card for every config materialized in `out_dir` (from the build records in `.mimic/`).
 
-    With `all_config`, the card also declares a config `all` reading every other config's files.
+    With `all_config`, the card also declares a config `all` reading every other config's files, and
+    makes it the default (what `load_dataset(folder, split="train")` reads).
     """
     records = read_build_records(out_dir)
     if not records:
@@ -71,12 +72,12 @@ def render_dataset_card(
             {
                 "config_name": n,
                 "data_files": [{"split": records[n]["split"], "path": f"{n}/{records[n]['split']}-*"}],
-                **({"default": True} if k == 0 else {}),
+                **({"default": True} if k == 0 and not all_config else {}),
             }
             for k, n in enumerate(names)
         ]
         + (
-            [{"config_name": "all", "data_files": [{"split": records[names[0]]["split"],
+            [{"config_name": "all", "default": True, "data_files": [{"split": records[names[0]]["split"],
                                                     "path": [f"{n}/{records[n]['split']}-*" for n in names]}]}]
             if all_config else []
         ),

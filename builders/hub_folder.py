@@ -26,7 +26,7 @@ from tqdm.auto import tqdm
 from mimic.atomic import atomic_path
 from mimic.builders.sample import GENERATOR_VERSION
 
-__all__ = ["materialize", "plan_shards", "read_build_records", "image_keys", "DEFAULT_MAX_SHARD_BYTES", "RECORD_DIR"]
+__all__ = ["materialize", "plan_shards", "read_build_records", "image_keys", "load_split", "DEFAULT_MAX_SHARD_BYTES", "RECORD_DIR"]
 
 DEFAULT_MAX_SHARD_BYTES = 500 * 1024 * 1024
 RECORD_DIR = ".mimic"
@@ -202,3 +202,23 @@ def image_keys(folder: str | os.PathLike) -> set[tuple[str, str]]:
         for source, ids in zip(table.column("source").to_pylist(), table.column("image_ids").to_pylist(), strict=True):
             keys.update((source, i) for i in ids)
     return keys
+
+
+def load_split(data: str, config: str | None, split: str = "test", cache_dir: str | None = None):
+    """`load_dataset(data, config, split=split)`, reading a local folder by its files' paths.
+
+    `load_dataset(folder, config)` caches the converted arrow data under the folder's *base name* and the
+    card's relative file patterns, so two folders both called "bench" (or one rebuilt in place) would share
+    a cache entry and the second would silently return the first's rows. With explicit data files the
+    cache key holds their absolute paths and modification times. A Hub id is cached by its revision.
+    """
+    from datasets import load_dataset, load_dataset_builder
+
+    if not os.path.isdir(data):
+        return load_dataset(data, config, split=split, cache_dir=cache_dir)
+    files = (load_dataset_builder(data, config).config.data_files or {}).get(split)
+    if not files:
+        from mimic.errors import ConfigError
+
+        raise ConfigError(f"{data}: config {config!r} has no {split!r} split")
+    return load_dataset("parquet", data_files={split: list(files)}, split=split, cache_dir=cache_dir)

@@ -8,6 +8,7 @@ import difflib
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from mimic.builders.hub_folder import load_split
 from mimic.errors import ConfigError
 from mimic.eval.normalize import COCO_CLASSES
 
@@ -57,25 +58,8 @@ def resolve_configs(data: str, wanted: Sequence[str] | None) -> list[str]:
 
 
 def load_config(data: str, config: str, split: str = "test", cache_dir: str | None = None):
-    """The `datasets.Dataset` of one config (images decoded lazily, on access).
-
-    A local folder is loaded from its config's parquet files by path. `load_dataset(folder, config)`
-    caches the converted arrow data under the folder's *base name* and the card's relative file
-    patterns, so two folders both called "bench" (or one rebuilt in place) would share a cache entry
-    and the second would silently evaluate the first's rows. With explicit data files the cache key
-    holds their absolute paths and modification times. A Hub id is cached by its revision, as usual.
-    `cache_dir`: where `datasets` keeps the arrow cache (default: its HF_DATASETS_CACHE).
-    """
-    import os
-
-    from datasets import load_dataset, load_dataset_builder
-
-    if not os.path.isdir(data):
-        return load_dataset(data, config, split=split, cache_dir=cache_dir)
-    files = (load_dataset_builder(data, config).config.data_files or {}).get(split)
-    if not files:
-        raise ConfigError(f"{data}: config {config!r} has no {split!r} split")
-    return load_dataset("parquet", data_files={split: list(files)}, split=split, cache_dir=cache_dir)
+    """The `datasets.Dataset` of one config (images decoded lazily, on access); see `load_split`."""
+    return load_split(data, config, split, cache_dir)
 
 
 def row_metadata(dataset) -> list[dict]:

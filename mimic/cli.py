@@ -128,13 +128,16 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# Command modules in the order of the data flow, which is the order `mimic --help` lists them in.
+COMMAND_MODULES = ("data", "generate", "hub", "train_data", "evaluate", "train")
+
+
 def _load_commands() -> None:
     # Importing the command modules fills COMMANDS through their decorators.
-    from mimic.commands import data as _data  # noqa: F401
-    from mimic.commands import evaluate as _evaluate  # noqa: F401
-    from mimic.commands import generate as _generate  # noqa: F401
-    from mimic.commands import hub as _hub  # noqa: F401
-    from mimic.commands import train_data as _train_data  # noqa: F401
+    import importlib
+
+    for name in COMMAND_MODULES:
+        importlib.import_module(f"mimic.commands.{name}")
 
 
 def main(argv: list[str] | None = None) -> int:
