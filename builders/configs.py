@@ -192,7 +192,9 @@ def resolve_cells(config: BenchConfig, overrides: dict | None = None) -> tuple[d
     """The config's cells with user overrides applied and derived controls made consistent.
 
     Counting and Listing tie three controls: num_images = spread + distractors. Whatever the user sets
-    wins; the remaining one is derived. Unknown or inapplicable controls raise ConfigError.
+    wins; the remaining one is derived. Cells the overrides make impossible are dropped (the overrides
+    select part of the grid); unknown or inapplicable controls, or overrides no cell can satisfy, raise
+    ConfigError.
     """
     overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
     allowed = _TASK_CONTROLS[config.task]
@@ -202,7 +204,7 @@ def resolve_cells(config: BenchConfig, overrides: dict | None = None) -> tuple[d
             f"config {config.name!r} (task {config.task}) has no control {', '.join(bad)}; "
             f"its controls are: {', '.join(sorted(allowed))}"
         )
-    out, seen = [], set()
+    out, seen, errors = [], set(), []
     for base in config.cells:
         cell = dict(base)
         cell.setdefault("distractors", None)
@@ -220,11 +222,19 @@ def resolve_cells(config: BenchConfig, overrides: dict | None = None) -> tuple[d
                 cell["spread"] = n - d
             elif s is not None and n is not None:
                 cell["distractors"] = n - s
-        _validate_cell(config, cell)
+        try:
+            _validate_cell(config, cell)
+        except ConfigError as e:
+            # The overrides select part of the grid ("total 2" keeps the spreads 1 and 2 of the balanced
+            # grid); only when no cell is left are they inconsistent.
+            errors.append(e)
+            continue
         key = tuple(sorted((k, v) for k, v in cell.items()))
         if key not in seen:
             seen.add(key)
             out.append(cell)
+    if not out:
+        raise errors[0]
     return tuple(out)
 
 

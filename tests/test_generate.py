@@ -139,6 +139,11 @@ def test_infeasible_controls_say_which_constraint(world):
         resolve_cells(get_config("counting_unbalanced"), {"num_images": 5, "spread": 2, "distractors": 1})
     with pytest.raises(ConfigError, match="Did you mean 'odd_one'"):
         get_config("odd_on")
+    # An override selects the part of the grid it fits: total 2 keeps the balanced spreads 1 and 2.
+    cells = resolve_cells(get_config("counting_balanced"), {"total_instances": 2})
+    assert sorted(c["spread"] for c in cells) == [1, 2]
+    with pytest.raises(ConfigError, match="cannot spread over 3 images"):
+        resolve_cells(get_config("counting_balanced"), {"total_instances": 2, "spread": 3})
 
 
 def test_small_object_rule_is_applied(tmp_path):

@@ -165,14 +165,25 @@ def test_cli_build_demo_and_show(world, tmp_path, capsys):
 def test_bench_from_real_coco_sample(coco_sample, tmp_path):
     ann, images = coco_sample
     out = tmp_path / "bench"
-    for name, controls in [("common", {"num_images": 3}), ("counting_unbalanced", {"num_images": 5, "spread": 2})]:
-        b = MimicBench(config_name=name, annotations=str(ann), images_dir=str(images), num_samples=4, controls=controls)
-        materialize(b, out, progress=False)
+    # Every config, on the 128 real COCO images (small grids where the full one needs more images).
+    controls = {"counting_balanced": {}, "counting_unbalanced": {"num_images": 5, "spread": 2},
+                "counting_multiconcept": {"concepts": 2, "num_images": 4}, "listing": {}, "common": {},
+                "odd_one": {"num_images": 4}}
+    for name, c in controls.items():
+        b = MimicBench(config_name=name, annotations=str(ann), images_dir=str(images), num_samples=4, controls=c)
+        assert materialize(b, out, progress=False)["num_rows"] == 4
     write_dataset_card(out, pretty_name="MIMIC", summary="coco sample")
-    assert DatasetCard.load(out / "README.md").data.license == "other"
-    ds = load_dataset(str(out), "counting_unbalanced", split="test").cast_column("images", List(Image(decode=False)))
-    for r in ds:
-        assert r["num_images"] == 5 and r["num_query_images"] == 2
-        for img in r["images"]:
-            assert img["bytes"] == (images / img["path"]).read_bytes()
+    card = DatasetCard.load(out / "README.md")
+    assert card.data.license == "other" and [c["config_name"] for c in card.data.configs] == list(CONFIGS)
+    from mimic.builders.sources.coco import read_coco
+
+    index = read_coco(ann, images)
+    for name in CONFIGS:
+        ds = load_dataset(str(out), name, split="test").cast_column("images", List(Image(decode=False)))
+        for r in ds:
+            for img in r["images"]:
+                assert img["bytes"] == (images / img["path"]).read_bytes()
+            row = {k: v for k, v in r.items() if k != "images"}
+            row["file_names"] = [img["path"] for img in r["images"]]
+            assert check_sample(index, row) == []
     assert pq.read_metadata(next((out / "common").glob("*.parquet"))).num_rows == 4
