@@ -18,6 +18,7 @@ the test set: they are reference points, not models.
 
 from __future__ import annotations
 
+import abc
 import random
 from collections import Counter
 from collections.abc import Mapping, Sequence
@@ -94,8 +95,9 @@ class _Baseline(ModelAdapter):
     def generate(self, requests: Sequence[Request]) -> list[Generation]:
         return [Generation(self.answer(r)) for r in requests]
 
+    @abc.abstractmethod
     def answer(self, request: Request) -> str:
-        raise NotImplementedError
+        """The baseline's raw answer to one request."""
 
 
 @dataclass
