@@ -44,6 +44,29 @@ def coco_sample() -> tuple[Path, Path]:
     return root / "annotations" / "instances_train2017.json", root / "train2017"
 
 
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory):
+    """An explicit arrow cache folder for tests that pass `cache_dir=` (shared within a module)."""
+    return str(tmp_path_factory.mktemp("hf-datasets-cache"))
+
+
+def build_demo_folder(world, out: Path, configs, num: int = 6, seed: int = 0, **materialize_kwargs) -> dict:
+    """A Hub-layout benchmark folder of `configs` on the test world, with its card; the build records."""
+    from mimic.builders.cards import write_dataset_card
+    from mimic.builders.hub_folder import materialize
+    from mimic.builders.mimic_demo import MimicDemo
+
+    paths, index = world
+    records = {}
+    for name in configs:
+        b = MimicDemo(config_name=name, annotations=str(paths.annotations), images_dir=str(paths.images),
+                      num_samples=num, seed=seed)
+        b._index = index
+        records[name] = materialize(b, out, progress=False, **materialize_kwargs)
+    write_dataset_card(out, pretty_name="test", summary="test build")
+    return records
+
+
 @pytest.fixture(scope="session")
 def world(tmp_path_factory):
     """A small synthetic world (rendered once per session) and its index."""

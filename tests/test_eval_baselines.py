@@ -8,11 +8,9 @@ import math
 from collections import Counter
 
 import pytest
+from conftest import build_demo_folder
 
-from mimic.builders.cards import write_dataset_card
 from mimic.builders.configs import CONFIGS
-from mimic.builders.hub_folder import materialize
-from mimic.builders.mimic_demo import MimicDemo
 from mimic.errors import ConfigError
 from mimic.eval.api import MODELS, Request, create_model, parse_model_spec
 from mimic.eval.data import answer_vocabulary, load_config, row_metadata
@@ -22,23 +20,10 @@ from mimic.eval.scoring import score_answer
 
 
 @pytest.fixture(scope="module")
-def cache(tmp_path_factory):
-    # `datasets` reads HF_DATASETS_CACHE when imported, before conftest's environment takes effect: pass a
-    # cache folder explicitly so that tests never write the user's cache.
-    return str(tmp_path_factory.mktemp("hf-datasets-cache"))
-
-
-@pytest.fixture(scope="module")
 def bench(world, tmp_path_factory):
     """Every config of the benchmark, 24 rows each, built on the synthetic test world."""
-    paths, index = world
     out = tmp_path_factory.mktemp("eval-bench") / "bench"
-    for name in CONFIGS:
-        b = MimicDemo(config_name=name, annotations=str(paths.annotations), images_dir=str(paths.images),
-                      num_samples=24)
-        b._index = index
-        materialize(b, out, progress=False)
-    write_dataset_card(out, pretty_name="eval test", summary="eval test data")
+    build_demo_folder(world, out, CONFIGS, num=24)
     return out
 
 

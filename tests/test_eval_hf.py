@@ -7,10 +7,8 @@ import json
 
 import pytest
 import torch
+from conftest import build_demo_folder
 
-from mimic.builders.cards import write_dataset_card
-from mimic.builders.hub_folder import materialize
-from mimic.builders.mimic_demo import MimicDemo
 from mimic.errors import ConfigError
 from mimic.eval.api import Request, create_model
 from mimic.eval.data import load_config
@@ -23,22 +21,9 @@ CONFIGS = ("counting_balanced", "listing")
 
 
 @pytest.fixture(scope="module")
-def cache(tmp_path_factory):
-    # `datasets` reads HF_DATASETS_CACHE at import, before conftest's environment applies: keep tests
-    # out of the user's cache explicitly.
-    return str(tmp_path_factory.mktemp("hf-datasets-cache"))
-
-
-@pytest.fixture(scope="module")
 def bench(world, tmp_path_factory):
-    paths, index = world
     out = tmp_path_factory.mktemp("eval-hf-bench") / "bench"
-    for name in CONFIGS:
-        b = MimicDemo(config_name=name, annotations=str(paths.annotations), images_dir=str(paths.images),
-                      num_samples=6)
-        b._index = index
-        materialize(b, out, progress=False)
-    write_dataset_card(out, pretty_name="eval test", summary="eval test data")
+    build_demo_folder(world, out, CONFIGS, num=6)
     return out
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 
 import pytest
+from conftest import build_demo_folder
 
 import mimic.commands.evaluate  # noqa: F401  (registers `mimic eval` and `mimic report`)
 from mimic.builders.cards import write_dataset_card
@@ -22,22 +23,9 @@ CONFIGS = ("counting_unbalanced", "common")
 
 
 @pytest.fixture(scope="module")
-def cache(tmp_path_factory):
-    # `datasets` reads HF_DATASETS_CACHE at import, before conftest's environment applies: keep tests
-    # out of the user's cache explicitly.
-    return str(tmp_path_factory.mktemp("hf-datasets-cache"))
-
-
-@pytest.fixture(scope="module")
 def bench(world, tmp_path_factory):
-    paths, index = world
     out = tmp_path_factory.mktemp("eval-runner-bench") / "bench"
-    for name in CONFIGS:
-        b = MimicDemo(config_name=name, annotations=str(paths.annotations), images_dir=str(paths.images),
-                      num_samples=10)
-        b._index = index
-        materialize(b, out, progress=False)
-    write_dataset_card(out, pretty_name="eval test", summary="eval test data")
+    build_demo_folder(world, out, CONFIGS, num=10)
     return out
 
 

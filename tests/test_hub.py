@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
+from conftest import build_demo_folder
 from datasets import Image, List, get_dataset_config_names, load_dataset
 from huggingface_hub import DatasetCard
 
@@ -14,23 +15,14 @@ from mimic.builders.cards import write_dataset_card
 from mimic.builders.configs import CONFIGS
 from mimic.builders.hub_folder import materialize, plan_shards
 from mimic.builders.mimic_bench import MimicBench
-from mimic.builders.mimic_demo import MimicDemo
 from mimic.builders.publish import push_folder
 from mimic.builders.verify import check_sample
 from mimic.cli import main
 
 
 def build_demo(world, out: Path, configs=tuple(CONFIGS), num=6, seed=0, max_shard_bytes=None) -> dict:
-    paths, index = world
-    records = {}
-    for name in configs:
-        b = MimicDemo(config_name=name, annotations=str(paths.annotations), images_dir=str(paths.images),
-                      num_samples=num, seed=seed)
-        b._index = index
-        kw = {} if max_shard_bytes is None else {"max_shard_bytes": max_shard_bytes}
-        records[name] = materialize(b, out, progress=False, **kw)
-    write_dataset_card(out, pretty_name="test", summary="test build")
-    return records
+    kw = {} if max_shard_bytes is None else {"max_shard_bytes": max_shard_bytes}
+    return build_demo_folder(world, out, configs, num=num, seed=seed, **kw)
 
 
 def test_every_config_loads_back_with_source_bytes(world, tmp_path):

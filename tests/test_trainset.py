@@ -5,10 +5,9 @@ from __future__ import annotations
 import json
 
 import pytest
-from datasets import load_dataset
 
 from mimic.builders.cards import write_dataset_card
-from mimic.builders.hub_folder import materialize
+from mimic.builders.hub_folder import load_split, materialize
 from mimic.builders.mimic_train import MimicTrain
 from mimic.builders.sources.openimages import read_openimages
 from mimic.builders.verify import check_sample
@@ -39,7 +38,7 @@ def train_dir(oi_world, tmp_path_factory):
 def test_every_row_verifies_and_messages_match(oi_world, train_dir):
     out, records = train_dir
     index = read_openimages(oi_world["boxes"], oi_world["classes"], oi_world["hierarchy"])
-    ds = load_dataset(str(out), "all", split="train")
+    ds = load_split(str(out), "all", "train")
     assert len(ds) == 40 and set(ds["task"]) == {"counting", "listing", "common", "odd_one"}
     assert max(ds["num_images"]) <= 10 and min(ds["num_images"]) >= 2
     for r in ds:
@@ -76,7 +75,7 @@ def test_messages_render_with_the_chat_template(train_dir):
 
     out, _ = train_dir
     processor = tiny_processor()
-    for r in load_dataset(str(out), "listing", split="train").select(range(3)):
+    for r in load_split(str(out), "listing", "train").select(range(3)):
         text = processor.apply_chat_template(r["messages"], tokenize=False)
         assert text.count("<image>") == r["num_images"]
         assert text.count("<|im_start|>assistant") == r["num_turns"]
@@ -90,7 +89,7 @@ def test_sft_trainer_trains_on_rows(train_dir, tmp_path):
 
     out, _ = train_dir
     model, processor = tiny_llava_onevision(seed=0)
-    ds = load_dataset(str(out), "all", split="train").shuffle(seed=0).select(range(4))
+    ds = load_split(str(out), "all", "train").shuffle(seed=0).select(range(4))
     args = SFTConfig(output_dir=str(tmp_path), max_steps=2, per_device_train_batch_size=2, bf16=False, use_cpu=True,
                      report_to="none", max_length=None, logging_steps=1, save_strategy="no")
     trainer = SFTTrainer(model=model, args=args, train_dataset=ds, processing_class=processor)
@@ -110,7 +109,7 @@ def test_same_seed_identical_bytes_and_llava_export(oi_world, tmp_path, capsys):
                  "--out", str(out), "--tasks", "odd_one", "--per-task", "5", "--export", "llava", "--no-progress"]) == 0
     assert "skipped 3 images" in capsys.readouterr().out
     llava = json.loads((out / "llava" / "odd_one.json").read_text())
-    ds = load_dataset(str(out), "odd_one", split="train")
+    ds = load_split(str(out), "odd_one", "train")
     assert [r["id"] for r in llava] == ds["id"]
     first = llava[0]
     assert first["conversations"][0]["value"].count("<image>\n") == len(first["image"]) == ds[0]["num_images"]
