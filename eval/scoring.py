@@ -630,17 +630,22 @@ _MAX_UNKNOWN_WORDS = 3
 _NONE_WORDS = frozenset({"none", "no", "nothing"})
 
 
-def _items(toks: Sequence[_Tok]) -> list[tuple[int, int]]:
-    """[start, end) token spans of list items."""
+def _split_spans(toks: Sequence[_Tok], puncts: frozenset[str], words: frozenset[str]) -> list[tuple[int, int]]:
+    """[start, end) token spans between separators (punctuation in `puncts`, words in `words`)."""
     spans, start = [], 0
     for i, t in enumerate(toks):
-        if (t.kind == "punct" and t.text in _ITEM_PUNCT) or (t.kind == "word" and t.text in _ITEM_WORDS):
+        if (t.kind == "punct" and t.text in puncts) or (t.kind == "word" and t.text in words):
             if i > start:
                 spans.append((start, i))
             start = i + 1
     if start < len(toks):
         spans.append((start, len(toks)))
     return spans
+
+
+def _items(toks: Sequence[_Tok]) -> list[tuple[int, int]]:
+    """[start, end) token spans of list items."""
+    return _split_spans(toks, _ITEM_PUNCT, _ITEM_WORDS)
 
 
 def _ignored_words(category: str | None) -> frozenset[str]:
@@ -704,17 +709,7 @@ _SEGMENT_WORDS = frozenset({"and", "but", "while", "whereas"})
 
 
 def _segments(toks: Sequence[_Tok]) -> list[tuple[int, int]]:
-    spans, start = [], 0
-    for i, t in enumerate(toks):
-        if (t.kind == "punct" and t.text in _SEGMENT_PUNCT) or (
-            t.kind == "word" and t.text in _SEGMENT_WORDS
-        ):
-            if i > start:
-                spans.append((start, i))
-            start = i + 1
-    if start < len(toks):
-        spans.append((start, len(toks)))
-    return spans
+    return _split_spans(toks, _SEGMENT_PUNCT, _SEGMENT_WORDS)
 
 
 def _parse_counts_detail(
