@@ -28,11 +28,11 @@ from mimic.errors import ConfigError
 
 __all__ = ["MimicBench", "MimicBenchConfig", "BENCH_FEATURES", "CITATION"]
 
-CITATION = """@article{mimic2025,
+CITATION = """@article{das2025mimic,
   title   = {More Images, More Problems? A Controlled Analysis of VLM Failure Modes},
-  author  = {MIMIC authors},
-  year    = {2025},
-  note    = {The MIMIC benchmark}
+  author  = {Das, Anurag and Bulat, Adrian and Baldrati, Alberto and Maniadis Metaxas, Ioannis and
+             Schiele, Bernt and Tzimiropoulos, Georgios and Martinez, Brais},
+  year    = {2025}
 }"""
 
 _INT = Value("int32")
