@@ -36,6 +36,7 @@ def index_for(out_dir: Path, images: int) -> AnnotationIndex:
 
 
 def run(index: AnnotationIndex) -> dict[str, tuple[int, float]]:
+    """Generate every paper config once; the first call on an index also builds its lookups (O(images))."""
     out = {}
     for name in PAPER_CONFIGS:
         t = time.perf_counter()
@@ -49,20 +50,26 @@ def main() -> None:
     ap.add_argument("--out-dir", type=Path, default=Path("benchmarks/out"))
     ap.add_argument("--small-images", type=int, default=10_000)
     args = ap.parse_args()
-    results = {}
+    cold, warm = {}, {}
     for images in (TRAIN2017_IMAGES, args.small_images):
         index = index_for(args.out_dir, images)
-        results[images] = run(index)
-        total_n = sum(n for n, _ in results[images].values())
-        total_t = sum(t for _, t in results[images].values())
-        print(f"\nindex of {index.num_images:,} images: {total_n:,} queries in {total_t:.1f} s "
-              f"({1000 * total_t / total_n:.2f} ms/query; target < 30 s for the 118K index)")
-        for name, (n, t) in results[images].items():
-            print(f"  {name:<22} {n:>6,} queries {t:6.2f} s  {1000 * t / n:6.2f} ms/query")
-    big, small = (sum(t for _, t in results[k].values()) / sum(n for n, _ in results[k].values())
-                  for k in (TRAIN2017_IMAGES, args.small_images))
-    print(f"\nms/query 118K vs {args.small_images // 1000}K index: {1000 * big:.2f} vs {1000 * small:.2f} "
-          f"(ratio {big / small:.2f})")
+        cold[images] = run(index)  # includes the one-time per-index lookups (eligible lists, scene groups)
+        warm[images] = run(index)  # the same work again: the per-query cost alone
+        for label, results in (("first run", cold[images]), ("second run", warm[images])):
+            total_n = sum(n for n, _ in results.values())
+            total_t = sum(t for _, t in results.values())
+            print(f"\nindex of {index.num_images:,} images, {label}: {total_n:,} queries in {total_t:.1f} s "
+                  f"({1000 * total_t / total_n:.2f} ms/query; target < 30 s for the 118K index)")
+            for name, (n, t) in results.items():
+                print(f"  {name:<22} {n:>6,} queries {t:6.2f} s  {1000 * t / n:6.2f} ms/query")
+
+    def per_query(results):
+        return sum(t for _, t in results.values()) / sum(n for n, _ in results.values())
+
+    for label, results in (("first run", cold), ("second run", warm)):
+        big, small = per_query(results[TRAIN2017_IMAGES]), per_query(results[args.small_images])
+        print(f"{label}: ms/query 118K vs {args.small_images // 1000}K index: {1000 * big:.2f} vs {1000 * small:.2f} "
+              f"(ratio {big / small:.2f})")
 
 
 if __name__ == "__main__":

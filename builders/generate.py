@@ -54,7 +54,7 @@ def iter_samples(
     cells = resolve_cells(cfg, overrides)
     num = cfg.num_samples(scale) if num is None else num
     frac = cfg.min_box_frac if min_box_frac is None else min_box_frac
-    picker = ImagePicker(index, frac)
+    picker = ImagePicker.for_index(index, frac)
     make = TASKS[cfg.task]
     seen: set[tuple] = set()
     for number in range(start, num):

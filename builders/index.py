@@ -71,7 +71,7 @@ class AnnotationIndex:
     row_has_crowd: np.ndarray
     row_has_depiction: np.ndarray
     images_dir: str | None = None
-    _eligible_cache: dict = field(default_factory=dict, repr=False)
+    _eligible_cache: dict = field(default_factory=dict, repr=False)  # derived lookups, built on first use
     _row_maps: dict = field(default_factory=dict, repr=False)
 
     # ------------------------------------------------------------------ construction

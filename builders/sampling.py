@@ -20,6 +20,16 @@ class ImagePicker:
     All image arguments and results are index positions (ints).
     """
 
+    @classmethod
+    def for_index(cls, index: AnnotationIndex, min_box_frac: float) -> ImagePicker:
+        """The picker of `index` at this threshold, shared by every generation run on the same index, so
+        its per-class lists and scene groups are built once (`mimic build bench` runs six configs)."""
+        key = ("picker", float(min_box_frac))
+        picker = index._eligible_cache.get(key)
+        if picker is None:
+            picker = index._eligible_cache[key] = cls(index, min_box_frac)
+        return picker
+
     def __init__(self, index: AnnotationIndex, min_box_frac: float):
         self.index = index
         self.min_box_frac = float(min_box_frac)
