@@ -7,6 +7,10 @@ from dataclasses import dataclass
 from mimic.cli import command, opt
 
 SOURCES = ["coco", "openimages", "synthetic"]
+# Spelled out here rather than read from mimic.builders.configs, so `--help` needs no heavy imports;
+# tests/test_cli.py checks that the two agree.
+BENCH_CONFIG_NAMES = ["counting_balanced", "counting_unbalanced", "counting_multiconcept", "listing", "common", "odd_one"]
+TRAIN_TASK_NAMES = ["counting", "listing", "common", "odd_one"]
 
 
 @dataclass

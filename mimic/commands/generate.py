@@ -5,16 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from mimic.cli import command, opt
-from mimic.commands.data import SOURCES, load_index
-
-CONFIG_NAMES = [
-    "counting_balanced", "counting_unbalanced", "counting_multiconcept", "listing", "common", "odd_one",
-]
+from mimic.commands.data import BENCH_CONFIG_NAMES, SOURCES, load_index
 
 
 @dataclass
 class GenerateOptions:
-    config: str = opt(help="Benchmark config to generate.", choices=CONFIG_NAMES)
+    config: str = opt(help="Benchmark config to generate.", choices=BENCH_CONFIG_NAMES)
     out: str = opt(help="Output JSON Lines file, one sample per line (no image bytes).", metavar="FILE.jsonl")
     source: str = opt("synthetic", help="Annotation format.", choices=SOURCES)
     annotations: str | None = opt(

@@ -7,8 +7,7 @@ import sys
 from dataclasses import dataclass
 
 from mimic.cli import command, opt
-
-CONFIG_NAMES = ["counting_balanced", "counting_unbalanced", "counting_multiconcept", "listing", "common", "odd_one"]
+from mimic.commands.data import BENCH_CONFIG_NAMES as CONFIG_NAMES
 
 
 @dataclass

@@ -8,8 +8,7 @@ import sys
 from dataclasses import dataclass
 
 from mimic.cli import command, opt
-
-TASKS = ["counting", "listing", "common", "odd_one"]
+from mimic.commands.data import TRAIN_TASK_NAMES as TASKS
 
 
 @dataclass
