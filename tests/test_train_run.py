@@ -106,6 +106,20 @@ def test_masked_lora_run_saves_reloads_and_generates(assets, tmp_path, capsys):
     assert len(_generate(model, proc)) >= 1
     assert model._mimic_image_masking.mask_builds == 1
 
+    # The evaluation adapter loads the run folder the same way: adapter merged, mask on the same layers.
+    from PIL import Image
+
+    from mimic.eval.api import Request, create_model
+
+    adapter_model = create_model(f"hf:{out}", {"max_new_tokens": 3, "mask_backend": "eager"})
+    images = [Image.new("RGB", (30, 30), (60 * i, 90, 30)) for i in range(3)]
+    (answer,) = adapter_model.generate([Request("x", "common", "common", "Which class?", images)])
+    loaded = adapter_model.model
+    assert loaded.config.text_config._attn_implementation == "mimic_image_eager"
+    assert loaded._mimic_image_masking.spec.layers == (2, 3) and loaded._mimic_image_masking.mask_builds == 1
+    assert adapter_model.describe()["image_masking"] == {"layers": [2, 3], "backend": "eager"}
+    assert isinstance(answer.text, str)
+
     # publishing: the dry run lists the files and never builds a Hub client
     import huggingface_hub
 

@@ -38,6 +38,7 @@ __all__ = [
     "HFModel",
     "HFOptions",
     "chat_messages",
+    "is_training_output",
     "load_processor_without_torchvision",
     "resolve_device",
     "resolve_dtype",
@@ -74,6 +75,9 @@ class HFOptions:
                                     "(default: the checkpoint's).")
     max_patches: int | None = option(None, help="InternVL: most 448x448 tiles per image (default: the "
                                      "checkpoint's, 12).")
+    mask_backend: str | None = option(None, help="A folder trained with per-image masks (train.py output): "
+                                      "the attention kernel that applies them (sdpa, eager, flex_attention; "
+                                      "default: the one it was trained with).")
 
     def __post_init__(self):
         if self.dtype not in _DTYPES:
@@ -148,6 +152,16 @@ def load_processor_without_torchvision(target: str, model_type: str, **kwargs):
         raise ConfigError(f"hf:{target}: cannot build its {base.__name__} ({err})") from (reason or err)
 
 
+def is_training_output(target: str) -> bool:
+    """A local folder written by `train.py` (a LoRA adapter, or a model trained with per-image masks)."""
+    from pathlib import Path
+
+    from mimic.train_trl.train import MASK_FILE
+
+    root = Path(target)
+    return root.is_dir() and ((root / "adapter_config.json").exists() or (root / MASK_FILE).exists())
+
+
 def chat_messages(question: str, num_images: int) -> list[dict]:
     """One user turn: the sample's images in order, then the question (the official MIMIC prompt order)."""
     return [{"role": "user", "content": [{"type": "image"}] * num_images + [{"type": "text", "text": question}]}]
@@ -173,10 +187,11 @@ class HFModel(ModelAdapter):
     def load(self) -> None:
         if self.model is not None:
             return
-        import torch
         from transformers import AutoConfig, AutoModelForImageTextToText
 
         o, target = self.options, str(self.target)
+        if is_training_output(target):
+            return self._load_trained(target)
         try:
             config = AutoConfig.from_pretrained(target, revision=o.revision)
         except (OSError, ValueError) as err:
@@ -210,6 +225,29 @@ class HFModel(ModelAdapter):
         if not o.device_map:
             model.to(device)
         model.eval()
+        self._finish(model, config, device, dtype)
+
+    def _load_trained(self, target: str) -> None:
+        """A `train.py` output folder: LoRA merged onto its base, the per-image mask on again if it had one."""
+        from mimic.train_trl.load import load_trained, read_mask_spec
+
+        o = self.options
+        device = resolve_device(o.device)
+        dtype = resolve_dtype(o.dtype, device)
+        model, self.processor = load_trained(target, dtype=dtype, device=device, backend=o.mask_backend)
+        self._model_type, self.family = model.config.model_type, FAMILIES.get(model.config.model_type)
+        self.processor.tokenizer.padding_side = "left"
+        if self.processor.tokenizer.pad_token_id is None:
+            self.processor.tokenizer.pad_token = self.processor.tokenizer.eos_token
+        spec = read_mask_spec(target)
+        self._finish(model, model.config, device, dtype)
+        self._info["image_masking"] = None if spec is None else {"layers": list(spec.layers),
+                                                                 "backend": o.mask_backend or spec.backend}
+
+    def _finish(self, model, config, device: str, dtype) -> None:
+        import torch
+
+        o, tokenizer = self.options, self.processor.tokenizer
         gen = copy.deepcopy(model.generation_config)
         # Greedy decoding; sampling settings of the checkpoint are cleared so that they do not linger.
         gen.do_sample, gen.num_beams = False, 1
