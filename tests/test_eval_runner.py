@@ -160,7 +160,7 @@ def test_cli_eval_and_report(bench, cache, tmp_path, capsys):
 
 
 def test_two_data_folders_with_the_same_name_do_not_share_a_cache(world, cache, tmp_path):
-    # load_dataset(folder, config) keys its cache by the folder's base name: a second "bench" would read the
+    # load_dataset on a folder keys its cache by the folder's base name: a second "bench" would read the
     # first one's rows. The runner loads local folders by file path, so each run sees its own data.
     paths, index = world
     sizes = {"a": 3, "b": 5}

@@ -20,6 +20,11 @@ from mimic.builders.verify import check_sample
 from mimic.cli import main
 
 
+def load_local(folder: Path, *args, **kwargs):
+    """`load_dataset` on a local Hub-layout folder, exactly as a user calls it (offline: see conftest)."""
+    return load_dataset(str(folder), *args, **kwargs)  # a local folder; HF_HUB_OFFLINE is set
+
+
 def build_demo(world, out: Path, configs=tuple(CONFIGS), num=6, seed=0, max_shard_bytes=None) -> dict:
     kw = {} if max_shard_bytes is None else {"max_shard_bytes": max_shard_bytes}
     return build_demo_folder(world, out, configs, num=num, seed=seed, **kw)
@@ -31,7 +36,7 @@ def test_every_config_loads_back_with_source_bytes(world, tmp_path):
     build_demo(world, out)
     assert get_dataset_config_names(str(out)) == list(CONFIGS)
     for name in CONFIGS:
-        ds = load_dataset(str(out), name, split="test")
+        ds = load_local(out, name, split="test")
         assert len(ds) == 6
         row = ds[0]
         assert row["config"] == name and len(row["images"]) == row["num_images"]
@@ -45,7 +50,7 @@ def test_every_config_loads_back_with_source_bytes(world, tmp_path):
             row = {k: v for k, v in r.items() if k != "images"}
             row["file_names"] = [index.file_names[index.image_to_pos[i]] for i in r["image_ids"]]
             assert check_sample(index, row) == []
-    default = load_dataset(str(out), split="test")
+    default = load_local(out, split="test")
     assert default[0]["config"] == "counting_balanced"
 
 
@@ -56,7 +61,7 @@ def test_card_lists_every_config_and_the_statistics(world, tmp_path):
     assert [c["config_name"] for c in card.data.configs] == ["listing", "common"]
     assert card.data.configs[0]["data_files"] == [{"split": "test", "path": "listing/test-*"}]
     assert card.data.license == "cc-by-4.0" and "visual-question-answering" in card.data.task_categories
-    assert "| Queries | 6 | 6 |" in card.text and "load_dataset(" in card.text and "@article" in card.text
+    assert "| Queries | 6 | 6 |" in card.text and "from datasets import load_dataset" in card.text and "@article" in card.text
 
 
 def test_same_seed_gives_identical_parquet_bytes(world, tmp_path):
@@ -106,7 +111,7 @@ def test_resharding_removes_stale_shards(world, tmp_path):
     assert len(list((out / "common").glob("*.parquet"))) > 1
     build_demo(world, out, configs=("common",), num=10)
     assert [p.name for p in (out / "common").glob("*.parquet")] == ["test-00000-of-00001.parquet"]
-    assert len(load_dataset(str(out), "common", split="test")) == 10
+    assert len(load_local(out, "common", split="test")) == 10
 
 
 def test_plan_shards():
@@ -171,7 +176,7 @@ def test_bench_from_real_coco_sample(coco_sample, tmp_path):
 
     index = read_coco(ann, images)
     for name in CONFIGS:
-        ds = load_dataset(str(out), name, split="test").cast_column("images", List(Image(decode=False)))
+        ds = load_local(out, name, split="test").cast_column("images", List(Image(decode=False)))
         for r in ds:
             for img in r["images"]:
                 assert img["bytes"] == (images / img["path"]).read_bytes()
