@@ -31,7 +31,7 @@ def need(path: Path) -> Path:
 
 @pytest.fixture(autouse=True)
 def _fresh_datasets_cache(tmp_path, monkeypatch):
-    # `load_dataset(folder, config)` keys its cache by the folder's base name: tests that build folders of
+    # `load_dataset` on a local folder keys its cache by the folder's base name: tests that build folders of
     # the same name must not read each other's rows, so every test gets its own arrow cache.
     import datasets
 

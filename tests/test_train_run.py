@@ -30,7 +30,7 @@ def assets(tmp_path_factory):
 def test_demo_trainset_is_in_trl_conversational_format(assets):
     import datasets
 
-    ds = datasets.load_dataset(str(assets / "data"), split="train")
+    ds = datasets.load_dataset(str(assets / "data"), split="train")  # a local folder; HF_HUB_OFFLINE is set
     assert len(ds) == 8 and {"images", "messages"} <= set(ds.column_names)
     for row in ds:
         msgs = row["messages"]
@@ -46,7 +46,8 @@ def test_overfitting_one_batch_lowers_the_loss_with_the_mask_on(assets):
 
     model, proc = tiny_llava_onevision(seed=0, num_layers=4)
     handle = enable_image_masking(model, [2, 3])
-    ds = datasets.load_dataset(str(assets / "data"), split="train").select_columns(["images", "messages"])
+    ds = datasets.load_dataset(str(assets / "data"), split="train").select_columns(  # a local folder
+        ["images", "messages"])
     rows = list(ds.select(range(4)))
     batch = MultiImageCollator(proc, assistant_only_loss=True)(rows)
     model.model.vision_tower.requires_grad_(False)
