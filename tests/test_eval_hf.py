@@ -76,7 +76,7 @@ def test_adapter_matches_a_hand_written_generate(bench, cache, tiny):
     model = create_model(f"hf:{tiny}", {"max_new_tokens": 6})
     [generation] = model.generate([request])
 
-    ref = LlavaOnevisionForConditionalGeneration.from_pretrained(tiny).eval()
+    ref = LlavaOnevisionForConditionalGeneration.from_pretrained(tiny).eval()  # the local tiny folder
     proc = load_processor(tiny)
     text = proc.apply_chat_template(chat_messages(row["question"], len(row["images"])), add_generation_prompt=True,
                                     tokenize=False)

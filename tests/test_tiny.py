@@ -67,7 +67,7 @@ def test_save_tiny_loads_back_with_from_pretrained_and_load_processor(tmp_path):
     from transformers import LlavaOnevisionForConditionalGeneration
 
     path = save_tiny(tmp_path / "tiny", seed=3, num_layers=2)
-    model = LlavaOnevisionForConditionalGeneration.from_pretrained(path)
+    model = LlavaOnevisionForConditionalGeneration.from_pretrained(path)  # a local folder from save_tiny
     proc = load_processor(path)
     # AutoProcessor gives a bare tokenizer for this processor class; load_processor must not return that.
     assert isinstance(proc, PilLlavaOnevisionProcessor)
