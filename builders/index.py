@@ -455,6 +455,28 @@ class AnnotationIndex:
             images_dir=meta.get("images_dir"),
         )
 
+    def missing_files(self) -> np.ndarray:
+        """Positions of the images whose file is not in `images_dir`.
+
+        Raises `AnnotationError` when there is no images folder to look in (none recorded, or not a
+        folder): that is a wrong path, not missing images.
+        """
+        if self.images_dir is None:
+            raise AnnotationError("<index>", "the index has no images folder; pass --images when indexing")
+        root = Path(self.images_dir)
+        if not root.is_dir():
+            raise AnnotationError(root, "images folder not found")
+        # One directory listing and a vectorised membership test: Open Images folders hold 1.7M files.
+        with os.scandir(root) as it:
+            present = pa.array([e.name for e in it], type=pa.string())
+        names = pa.array(self.file_names.tolist(), type=pa.string())
+        absent = np.flatnonzero(~pc.is_in(names, value_set=present).to_numpy(zero_copy_only=False))
+        # File names with a folder part are not in the listing of `root`: look them up one by one.
+        return np.array(
+            [i for i in absent if not ("/" in self.file_names[i] and (root / self.file_names[i]).is_file())],
+            dtype=np.int64,
+        )
+
     def image_path(self, i: int) -> Path:
         if self.images_dir is None:
             raise ValueError("this index does not know its images folder; pass --images when indexing")

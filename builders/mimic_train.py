@@ -199,7 +199,9 @@ def drop_missing_images(index: AnnotationIndex) -> tuple[AnnotationIndex, list[s
     root = Path(index.images_dir)
     if not root.is_dir():
         raise ConfigError(f"{root}: images folder not found")
-    on_disk = set(p.name for p in root.iterdir())
-    keep = np.fromiter((f in on_disk for f in index.file_names), dtype=bool, count=index.num_images)
-    missing = [str(i) for i in index.image_ids[~keep]]
-    return (index.subset(keep) if missing else index), missing
+    absent = index.missing_files()
+    if not len(absent):
+        return index, []
+    keep = np.ones(index.num_images, dtype=bool)
+    keep[absent] = False
+    return index.subset(keep), [str(i) for i in index.image_ids[absent]]

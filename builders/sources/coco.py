@@ -191,14 +191,10 @@ def read_coco(
 
 def check_image_files(index: AnnotationIndex) -> None:
     """Raise an error listing the image files of the index that are not on disk."""
-    if index.images_dir is None:
-        raise AnnotationError("<index>", "no images folder to check; pass --images")
-    root = Path(index.images_dir)
-    if not root.is_dir():
-        raise AnnotationError(root, "images folder not found")
-    present = set(os.listdir(root))
-    missing = [f for f in index.file_names if f not in present and not (root / f).exists()]
+    missing = [str(index.file_names[i]) for i in index.missing_files()]
     if missing:
         raise AnnotationError(
-            root, f"{len(missing)} image files listed in the annotations are missing, e.g. {missing[:3]}", field="file_name"
+            index.images_dir,
+            f"{len(missing)} image files listed in the annotations are missing, e.g. {missing[:3]}",
+            field="file_name",
         )

@@ -533,26 +533,8 @@ def _probe_sizes(index: AnnotationIndex) -> None:
 
 
 def missing_images(index: AnnotationIndex) -> list[str]:
-    """Image ids of the index whose file is not in `index.images_dir` (the training builder skips these).
-
-    Raises `AnnotationError` only when there is no images folder to look in (none recorded, or not a
-    folder): that is a wrong path, not missing images.
-    """
-    if index.images_dir is None:
-        raise AnnotationError("<index>", "the index has no images folder; pass --images when indexing")
-    root = Path(index.images_dir)
-    if not root.is_dir():
-        raise AnnotationError(root, "images folder not found")
-    with os.scandir(root) as it:
-        present = pa.array([e.name for e in it], type=pa.string())
-    names = pa.array(index.file_names.tolist(), type=pa.string())
-    absent = np.flatnonzero(~pc.is_in(names, value_set=present).to_numpy(zero_copy_only=False))
-    # File names with a folder part are not in the listing of `root`: look them up one by one.
-    return [
-        str(index.image_ids[i])
-        for i in absent
-        if not ("/" in index.file_names[i] and (root / index.file_names[i]).is_file())
-    ]
+    """Image ids of the index whose file is not in `index.images_dir` (see `AnnotationIndex.missing_files`)."""
+    return [str(index.image_ids[i]) for i in index.missing_files()]
 
 
 def check_image_files(index: AnnotationIndex) -> None:
