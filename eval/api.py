@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from mimic.errors import ConfigError
-from mimic.eval.registry import Registry
+from mimic.registry import Registry
 
 __all__ = [
     "MODELS",

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from mimic.eval.registry import Registry
+from mimic.registry import Registry
 
 __all__ = [
     "METRICS",

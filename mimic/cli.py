@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import MISSING, dataclass
 
 from mimic import __version__
-from mimic.errors import AnnotationError, ConfigError, InfeasibleError
+from mimic.errors import MimicError
 
 __all__ = ["command", "build_parser", "main", "COMMANDS", "opt"]
 
@@ -152,7 +152,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         options = cmd.options(**values)
         code = cmd.run(options)
-    except (AnnotationError, ConfigError, InfeasibleError) as e:
+    except MimicError as e:
         print(f"mimic {ns.command}: error: {e}", file=sys.stderr)
         return 2
     return int(code or 0)
