@@ -28,11 +28,44 @@ import pyarrow.parquet as pq
 from mimic.atomic import atomic_path
 from mimic.errors import AnnotationError
 
-__all__ = ["AnnotationIndex", "DEFAULT_MIN_BOX_FRAC", "INDEX_FORMAT_VERSION"]
+__all__ = ["AnnotationIndex", "DEFAULT_MIN_BOX_FRAC", "INDEX_FORMAT_VERSION", "InstanceRecords"]
 
 DEFAULT_MIN_BOX_FRAC = 0.05
-INDEX_FORMAT_VERSION = 1
+# 2: the per-instance records travel with the index (list columns), for the verifier.
+INDEX_FORMAT_VERSION = 2
 _META_KEY = b"mimic.index"
+
+
+@dataclass(eq=False)
+class InstanceRecords:
+    """Every annotation as it was read, one entry per box, kept beside the aggregated rows.
+
+    The generators never read these: they serve the verifier (`mimic.builders.verify`), which re-derives
+    counts, eligibility and freeness from them with its own code, so a bug in the index's aggregation or
+    in the generators' lookups cannot verify itself.
+
+    Attributes:
+        image, cls: (B,) int32 image and class positions of each box.
+        area: (B,) float64 box width x height, in the units of `image_area` (pixels for COCO; for Open
+            Images, whose CSV is normalised, fractions of a 1 x 1 image).
+        image_area: (I,) float64 area of each image in the same units.
+        crowd, depiction: (B,) bool flags (COCO iscrowd / Open Images IsGroupOf; IsDepiction).
+    """
+
+    image: np.ndarray
+    cls: np.ndarray
+    area: np.ndarray
+    image_area: np.ndarray
+    crowd: np.ndarray
+    depiction: np.ndarray
+
+    def subset(self, keep: np.ndarray) -> InstanceRecords:
+        new_pos = np.cumsum(keep, dtype=np.int64) - 1
+        rows = keep[self.image]
+        return InstanceRecords(
+            image=new_pos[self.image[rows]].astype(np.int32), cls=self.cls[rows], area=self.area[rows],
+            image_area=self.image_area[keep], crowd=self.crowd[rows], depiction=self.depiction[rows],
+        )
 
 
 @dataclass(eq=False)
@@ -55,6 +88,8 @@ class AnnotationIndex:
         row_has_crowd: (R,) bool, a crowd (COCO iscrowd, Open Images IsGroupOf) region of the class.
         row_has_depiction: (R,) bool, a depiction (Open Images IsDepiction) of the class.
         images_dir: folder the file names are relative to, if known.
+        source_split: the source's split the annotations come from ("val2017", "train2017", "train"), or "".
+        instances: the per-box records (see `InstanceRecords`), read by the verifier only.
     """
 
     source: str
@@ -71,6 +106,8 @@ class AnnotationIndex:
     row_has_crowd: np.ndarray
     row_has_depiction: np.ndarray
     images_dir: str | None = None
+    source_split: str = ""
+    instances: InstanceRecords | None = None
     _eligible_cache: dict = field(default_factory=dict, repr=False)  # derived lookups, built on first use
     _row_maps: dict = field(default_factory=dict, repr=False)
 
@@ -92,8 +129,15 @@ class AnnotationIndex:
         box_crowd: np.ndarray,
         box_depiction: np.ndarray | None = None,
         images_dir: str | os.PathLike | None = None,
+        box_area: np.ndarray | None = None,
+        image_area: np.ndarray | None = None,
+        source_split: str = "",
     ) -> AnnotationIndex:
-        """Aggregate per-box arrays (image position, class position, area fraction, flags) into rows."""
+        """Aggregate per-box arrays (image position, class position, area fraction, flags) into rows.
+
+        `box_area` and `image_area` (same units) are the raw sizes kept for the verifier; without them the
+        box fractions stand for areas of a 1 x 1 image.
+        """
         n_img, n_cls = len(image_ids), len(class_names)
         box_image = np.asarray(box_image, dtype=np.int64)
         box_class = np.asarray(box_class, dtype=np.int64)
@@ -113,6 +157,14 @@ class AnnotationIndex:
         row_min = np.minimum.reduceat(box_frac[order], starts) if len(key) else np.zeros(0, np.float32)
         row_crowd = np.logical_or.reduceat(box_crowd[order], starts) if len(key) else np.zeros(0, bool)
         row_dep = np.logical_or.reduceat(box_depiction[order], starts) if len(key) else np.zeros(0, bool)
+        instances = InstanceRecords(
+            image=box_image.astype(np.int32),
+            cls=box_class.astype(np.int32),
+            area=np.asarray(box_frac if box_area is None else box_area, dtype=np.float64),
+            image_area=np.ones(n_img) if image_area is None else np.asarray(image_area, dtype=np.float64).reshape(n_img),
+            crowd=box_crowd,
+            depiction=box_depiction,
+        )
         return cls(
             source=source,
             image_ids=_obj_array(image_ids),
@@ -128,6 +180,8 @@ class AnnotationIndex:
             row_has_crowd=row_crowd.astype(bool),
             row_has_depiction=row_dep.astype(bool),
             images_dir=None if images_dir is None else str(images_dir),
+            source_split=source_split,
+            instances=instances,
         )
 
     def __post_init__(self):
@@ -274,6 +328,8 @@ class AnnotationIndex:
             row_has_crowd=self.row_has_crowd[rows],
             row_has_depiction=self.row_has_depiction[rows],
             images_dir=self.images_dir,
+            source_split=self.source_split,
+            instances=None if self.instances is None else self.instances.subset(keep),
         )
 
     # ------------------------------------------------------------------ summary
@@ -360,8 +416,7 @@ class AnnotationIndex:
             pa.array(np.maximum(row_cat, 0).astype(np.int32), mask=row_cat < 0),
             pa.array(cat_names, type=pa.string()),
         )
-        table = pa.table(
-            {
+        columns = {
                 "image_id": pa.array(self.image_ids[img].tolist(), type=pa.string()),
                 "file_name": pa.array(self.file_names[img].tolist(), type=pa.string()),
                 "width": pa.array(self.widths[img]),
@@ -372,16 +427,38 @@ class AnnotationIndex:
                 "min_box_frac": pa.array(take(self.row_min_box_frac, np.float32(np.nan))),
                 "has_crowd": pa.array(take(self.row_has_crowd, False)),
                 "has_depiction": pa.array(take(self.row_has_depiction, False)),
-            }
-        )
+        }
+        if self.instances is not None:
+            columns.update(self._instance_columns(img, is_row, src))
+        table = pa.table(columns)
         meta = {
             "format_version": INDEX_FORMAT_VERSION,
             "source": self.source,
             "class_names": list(self.class_names),
             "categories": {k: list(v) for k, v in self.categories.items()},
             "images_dir": self.images_dir,
+            "source_split": self.source_split,
         }
         return table.replace_schema_metadata({_META_KEY: json.dumps(meta, sort_keys=True).encode()})
+
+    def _instance_columns(self, img: np.ndarray, is_row: np.ndarray, src: np.ndarray) -> dict:
+        """The per-box records as list columns of the table rows: the boxes of (image, class) on its row."""
+        inst = self.instances
+        key = inst.image.astype(np.int64) * max(self.num_classes, 1) + inst.cls
+        order = np.argsort(key, kind="stable")
+        per_row = np.zeros(len(img), dtype=np.int64)
+        # Rows are the distinct (image, class) keys in sorted order, so the boxes' runs line up with them.
+        runs = np.diff(np.flatnonzero(np.r_[True, key[order][1:] != key[order][:-1], True])) if len(key) else []
+        if len(runs) != self.num_rows:
+            raise ValueError(f"instance records ({len(runs)} (image, class) groups) do not match {self.num_rows} rows")
+        per_row[np.flatnonzero(is_row)] = np.asarray(runs, dtype=np.int64)[src[is_row]]
+        offsets = pa.array(np.r_[0, np.cumsum(per_row)].astype(np.int32))
+        return {
+            "box_area": pa.ListArray.from_arrays(offsets, pa.array(inst.area[order])),
+            "box_crowd": pa.ListArray.from_arrays(offsets, pa.array(inst.crowd[order])),
+            "box_depiction": pa.ListArray.from_arrays(offsets, pa.array(inst.depiction[order])),
+            "image_area": pa.array(inst.image_area[img]),
+        }
 
     def save(self, path: str | os.PathLike) -> Path:
         """Write the index as parquet, atomically (a temporary file renamed into place)."""
@@ -405,7 +482,10 @@ class AnnotationIndex:
             raise AnnotationError(path, "parquet file has no mimic index metadata; write it with `mimic index`")
         meta = json.loads(raw)
         if meta.get("format_version") != INDEX_FORMAT_VERSION:
-            raise AnnotationError(path, f"index format {meta.get('format_version')} != {INDEX_FORMAT_VERSION}")
+            raise AnnotationError(
+                path, f"index format {meta.get('format_version')} != {INDEX_FORMAT_VERSION} (written by another "
+                "version of mimic): run `mimic index` on the annotations again"
+            )
         missing = {"image_id", "file_name", "width", "height", "class_name", "count"} - set(table.column_names)
         if missing:
             raise AnnotationError(path, f"missing columns {sorted(missing)}", field=sorted(missing)[0])
@@ -438,6 +518,20 @@ class AnnotationIndex:
             return table.column(name).to_numpy().astype(dtype, copy=False)
 
         keep = valid
+        instances = None
+        if {"box_area", "box_crowd", "box_depiction", "image_area"} <= set(table.column_names):
+            areas = table.column("box_area").combine_chunks()
+            lengths = pc.list_value_length(areas).to_numpy(zero_copy_only=False)
+            lengths = np.nan_to_num(lengths.astype(np.float64)).astype(np.int64)
+            instances = InstanceRecords(
+                image=np.repeat(row_image, lengths).astype(np.int32),
+                cls=np.repeat(row_class, lengths).astype(np.int32),
+                area=pc.list_flatten(areas).to_numpy(zero_copy_only=False).astype(np.float64),
+                image_area=col("image_area", np.float64, 1.0)[starts],
+                crowd=pc.list_flatten(table.column("box_crowd").combine_chunks()).to_numpy(zero_copy_only=False).astype(bool),
+                depiction=pc.list_flatten(table.column("box_depiction").combine_chunks())
+                .to_numpy(zero_copy_only=False).astype(bool),
+            )
         return cls(
             source=meta["source"],
             image_ids=_obj_array(image_col.take(pa.array(starts)).to_pylist()),
@@ -453,6 +547,8 @@ class AnnotationIndex:
             row_has_crowd=col("has_crowd", bool, False)[keep],
             row_has_depiction=col("has_depiction", bool, False)[keep],
             images_dir=meta.get("images_dir"),
+            source_split=meta.get("source_split") or "",
+            instances=instances,
         )
 
     def missing_files(self) -> np.ndarray:

@@ -7,7 +7,9 @@ not need; the tests check our per-image class counts against pycocotools on real
 
 from __future__ import annotations
 
+import gzip
 import os
+import re
 from itertools import chain
 from pathlib import Path
 
@@ -17,7 +19,7 @@ import orjson
 from mimic.builders.index import AnnotationIndex
 from mimic.errors import AnnotationError
 
-__all__ = ["COCO_SUPERCATEGORY_NAMES", "read_coco", "read_coco_json", "check_image_files"]
+__all__ = ["COCO_SUPERCATEGORY_NAMES", "read_coco", "read_coco_json", "check_image_files", "coco_split"]
 
 # COCO's supercategory ids are terse ("kitchen", "electronic"); Listing questions need readable names.
 COCO_SUPERCATEGORY_NAMES = {
@@ -35,6 +37,21 @@ COCO_SUPERCATEGORY_NAMES = {
     "indoor": "indoor objects",
 }
 
+_GZIP_MAGIC = b"\x1f\x8b"
+# instances_val2017.json, instances_train2017.boxes.json.gz, ...: the split is the part after "instances_".
+_SPLIT_IN_NAME = re.compile(r"instances_([A-Za-z]+\d*)")
+
+
+def coco_split(annotations: str | os.PathLike, images_dir: str | os.PathLike | None = None) -> str:
+    """The COCO split ("val2017", "train2017") named by the annotation file, else by the images folder, else ""."""
+    m = _SPLIT_IN_NAME.search(Path(annotations).name)
+    if m:
+        return m.group(1)
+    if images_dir is not None and re.fullmatch(r"(train|val|test)\d{4}", Path(images_dir).name):
+        return Path(images_dir).name
+    return ""
+
+
 # Boxes may overshoot the image by rounding; real COCO stays well within one pixel.
 _BOX_TOLERANCE_PX = 1.0
 
@@ -44,8 +61,14 @@ def read_coco_json(path: str | os.PathLike) -> dict:
     path = Path(path)
     if not path.is_file():
         raise AnnotationError(path, "annotation file not found")
+    raw = path.read_bytes()
+    if raw[:2] == _GZIP_MAGIC:  # e.g. instances_val2017.boxes.json.gz
+        try:
+            raw = gzip.decompress(raw)
+        except (OSError, EOFError) as e:
+            raise AnnotationError(path, f"not a readable gzip file: {e}") from e
     try:
-        data = orjson.loads(path.read_bytes())
+        data = orjson.loads(raw)
     except orjson.JSONDecodeError as e:
         raise AnnotationError(path, f"malformed JSON: {e}") from e
     if not isinstance(data, dict):
@@ -183,6 +206,9 @@ def read_coco(
         box_frac=frac,
         box_crowd=crowd,
         images_dir=images_dir,
+        box_area=w * h,
+        image_area=widths * heights,
+        source_split=coco_split(path, images_dir) if source == "coco" else "",
     )
     if check_images:
         check_image_files(index)

@@ -509,12 +509,19 @@ def read_openimages(
         box_crowd=boxes.box_crowd,
         box_depiction=boxes.box_depiction,
         images_dir=images_dir,
+        source_split=_oi_split(boxes_csv),
     )
     if images_dir is not None and (image_sizes or (image_sizes is None and n_img <= SIZE_PROBE_LIMIT)):
         _probe_sizes(index)
     if check_images:
         check_image_files(index)
     return index
+
+
+def _oi_split(boxes_csv: str | os.PathLike) -> str:
+    """"train", "validation" or "test" from the official box file names, else ""."""
+    m = re.search(r"(train|validation|test)", Path(boxes_csv).name)
+    return m.group(1) if m else ""
 
 
 def _probe_sizes(index: AnnotationIndex) -> None:
