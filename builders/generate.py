@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import os
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -25,7 +26,7 @@ from mimic.builders.templates import CONNECTOR_TEMPLATES, TASK_TEMPLATES, render
 from mimic.builders.verify import counting_answer, verify_sample
 from mimic.errors import AnnotationError, InfeasibleError
 
-__all__ = ["generate", "iter_samples", "sample_seed", "write_json", "write_jsonl", "read_jsonl", "MAX_ATTEMPTS"]
+__all__ = ["GridReport", "SkippedCell", "generate", "iter_samples", "sample_seed", "write_json", "write_jsonl", "read_jsonl", "MAX_ATTEMPTS"]
 
 # Random attempts per sample before the controls are declared infeasible for these annotations.
 MAX_ATTEMPTS = 200
@@ -35,6 +36,42 @@ def sample_seed(seed: int, config: str, number: int) -> int:
     """A 63-bit seed for one sample, stable across Python versions and platforms."""
     digest = hashlib.sha256(f"mimic:{seed}:{config}:{number}".encode()).digest()
     return int.from_bytes(digest[:8], "little") >> 1
+
+
+@dataclass
+class SkippedCell:
+    """A control cell that could not be built (or stopped yielding new samples) from these annotations."""
+
+    config: str
+    controls: dict
+    reason: str
+    produced: int  # samples built in this cell before it was given up (0: infeasible from the start)
+
+    def line(self) -> str:
+        made = f" after {self.produced} sample(s)" if self.produced else ""
+        return f"{self.config}: skipped cell {self.controls}{made}: {self.reason}"
+
+    def to_dict(self) -> dict:
+        return {"controls": self.controls, "reason": self.reason, "produced": self.produced}
+
+
+@dataclass
+class GridReport:
+    """What a generation run built of its config's grid: filled in while the samples are drawn."""
+
+    config: str
+    requested: int = 0
+    produced: int = 0
+    cells: int = 0
+    skipped: list[SkippedCell] = field(default_factory=list)
+
+    @property
+    def shortfall(self) -> int:
+        return self.requested - self.produced
+
+    def to_dict(self) -> dict:
+        return {"requested": self.requested, "produced": self.produced, "cells": self.cells,
+                "skipped_cells": [c.to_dict() for c in self.skipped], "shortfall": self.shortfall}
 
 
 def iter_samples(
@@ -47,39 +84,98 @@ def iter_samples(
     overrides: dict | None = None,
     min_box_frac: float | None = None,
     verify: bool = True,
-    start: int = 0,
+    strict: bool = False,
+    include_catch_all: bool = False,
+    report: GridReport | None = None,
 ) -> Iterator[Sample]:
-    """Yield samples `start..num-1` of a config (see `generate`)."""
+    """Yield samples `0..num-1` of a config (see `generate`).
+
+    Partial grids: a cell that cannot be built is given up (recorded in `report`), and its samples go to
+    the next cell that can (redistribution, so the requested size is kept); only when every cell is given
+    up before `num` samples is there a shortfall, and with no sample at all an `InfeasibleError`.
+    With `strict`, the first cell that cannot be built raises instead.
+    """
     cfg = get_config(config) if isinstance(config, str) else config
     cells = resolve_cells(cfg, overrides)
+    if cfg.task == "listing":
+        cells = tuple(dict(c, include_catch_all=include_catch_all) for c in cells)
     num = cfg.num_samples(scale) if num is None else num
     frac = cfg.min_box_frac if min_box_frac is None else min_box_frac
     picker = ImagePicker.for_index(index, frac)
-    make = TASKS[cfg.task]
+    make = TASKS.get(cfg.task)
+    report = GridReport(cfg.name) if report is None else report
+    report.requested, report.cells = num, len(cells)
+    alive = [True] * len(cells)
+    made = [0] * len(cells)
     seen: set[tuple] = set()
-    for number in range(start, num):
+    for number in range(num):
         own_seed = sample_seed(seed, cfg.name, number)
-        rng = np.random.default_rng(own_seed)
-        cell = cells[number % len(cells)]
-        for _attempt in range(MAX_ATTEMPTS):
-            draft = make(picker, rng, cell, cfg.name)
-            if draft is None:
+        start = number % len(cells)
+        draft = None
+        for j in [(start + d) % len(cells) for d in range(len(cells))]:
+            if not alive[j]:
                 continue
-            # Within one run, the same images and targets twice would be a wasted query.
-            key = (tuple(sorted(draft.images)), tuple(draft.targets))
-            if key not in seen:
-                seen.add(key)
+            # A sample moved to another cell starts that cell's draw afresh: its output depends only on
+            # (seed, config, number) and which cells were given up before it.
+            rng = np.random.default_rng(own_seed)
+            draft, reason = _draw(make, picker, rng, cells[j], cfg.name, seen, index)
+            if draft is not None:
+                made[j] += 1
                 break
-        else:
-            shown = {k: v for k, v in cell.items() if v is not None}
-            raise InfeasibleError(
-                f"{cfg.name}: no valid sample in {MAX_ATTEMPTS} random attempts for controls {shown} "
-                f"(sample {number}); the annotations have {index.num_images} images and {index.num_classes} classes"
-            )
+            shown = _shown(cells[j])
+            if strict:
+                raise InfeasibleError(f"{cfg.name}: controls {shown}: {reason} (sample {number})")
+            alive[j] = False
+            report.skipped.append(SkippedCell(cfg.name, shown, reason, made[j]))
+        if draft is None:
+            if report.produced == 0:
+                reasons = list(dict.fromkeys(c.reason for c in report.skipped))
+                more = f" (and {len(reasons) - 2} other reasons)" if len(reasons) > 2 else ""
+                raise InfeasibleError(
+                    f"{cfg.name}: none of its {len(cells)} control cells can be built from these annotations: "
+                    + "; ".join(reasons[:2]) + more
+                )
+            return  # every cell is spent: a shortfall, recorded in the report
         sample = _finalize(index, cfg, draft, rng, number, own_seed)
         if verify:
             verify_sample(index, sample, frac)
+        report.produced += 1
         yield sample
+
+
+# An InfeasibleError raised this many times for one sample ends its attempts early: the task says the
+# cell cannot be met (it may depend on a random choice, e.g. how a total splits over images, hence not once).
+_INFEASIBLE_REPEATS = 10
+
+
+def _draw(make, picker, rng, cell: dict, config: str, seen: set, index: AnnotationIndex):
+    """(draft, None) or (None, the reason no sample could be drawn) after up to MAX_ATTEMPTS attempts."""
+    infeasible = 0
+    reason = None
+    for _attempt in range(MAX_ATTEMPTS):
+        try:
+            draft = make(picker, rng, cell, config)
+        except InfeasibleError as e:
+            reason = str(e).removeprefix(f"{config}: ")
+            infeasible += 1
+            if infeasible >= _INFEASIBLE_REPEATS:
+                return None, reason
+            continue
+        if draft is None:
+            continue
+        # Within one run, the same images and targets twice would be a wasted query.
+        key = (tuple(sorted(draft.images)), tuple(draft.targets))
+        if key not in seen:
+            seen.add(key)
+            return draft, None
+    return None, reason or (
+        f"no new valid sample in {MAX_ATTEMPTS} random attempts; the annotations have {index.num_images} images "
+        f"and {index.num_classes} classes"
+    )
+
+
+def _shown(cell: dict) -> dict:
+    return {k: v for k, v in cell.items() if v is not None and k != "include_catch_all"}
 
 
 def generate(index: AnnotationIndex, config: str | BenchConfig, **kwargs) -> list[Sample]:
@@ -95,9 +191,14 @@ def generate(index: AnnotationIndex, config: str | BenchConfig, **kwargs) -> lis
             `total_instances`, `num_answer_classes`).
         min_box_frac: eligibility threshold (default 0.05).
         verify: re-check every sample with the verifier (on by default).
+        strict: raise as soon as one control cell cannot be built (default: build the others, see
+            `iter_samples`, and record the skipped cells in `report`).
+        include_catch_all: let Listing ask about catch-all categories (COCO's indoor / outdoor objects).
+        report: a `GridReport` to fill with the sizes and the skipped cells.
 
     Raises:
-        InfeasibleError: the annotations cannot satisfy the controls (the message says which and why).
+        InfeasibleError: no cell of the config can be built (or, with `strict`, one cannot); the message says
+            which constraint failed.
         ConfigError: unknown config or inconsistent controls.
     """
     return list(iter_samples(index, config, **kwargs))

@@ -41,7 +41,6 @@ class ImagePicker:
         self._category_usable: dict[str, np.ndarray] = {}
         self._present: dict[int, np.ndarray] = {}
         self._scenes: dict[frozenset[int], np.ndarray] | None = None
-        self._single_class_scenes: dict[int, list[int]] = {}
 
     # ---------------------------------------------------------------- per-image facts
     def classes(self, i: int) -> frozenset[int]:
@@ -59,6 +58,9 @@ class ImagePicker:
         j = self.index.row(i, c)
         return j >= 0 and bool(self._ok_rows[j])
 
+    def num_free(self, c: int) -> int:
+        return self.index.num_images - len(self.present(c))
+
     def scenes(self) -> dict[frozenset[int], np.ndarray]:
         """Images grouped by their exact set of classes (built once, O(num_images))."""
         if self._scenes is None:
@@ -71,15 +73,6 @@ class ImagePicker:
             self._scenes = {k: np.asarray(v, dtype=np.int64) for k, v in groups.items()}
         return self._scenes
 
-    def single_class_scenes(self, min_images: int) -> list[int]:
-        """Classes that are alone in at least `min_images` images."""
-        hit = self._single_class_scenes.get(min_images)
-        if hit is None:
-            hit = sorted(next(iter(k)) for k, v in self.scenes().items() if len(k) == 1 and len(v) >= min_images)
-            self._single_class_scenes[min_images] = hit
-        return hit
-
-    # ---------------------------------------------------------------- posting lists
     def eligible(self, c: int) -> np.ndarray:
         return self.index.eligible(c, self.min_box_frac)
 

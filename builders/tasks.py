@@ -4,7 +4,7 @@ Each generator draws one `Draft` (the images and the target classes, before shuf
 cell, with the sample's rng. A generator returns None when a random attempt fails (the caller retries
 with the same rng) and raises `InfeasibleError` when no attempt can succeed with these annotations.
 Classes are drawn first, uniformly from the classes that can satisfy the cell (class balance, as in
-the paper), then images. The task rules are in ARCHITECTURE.md ("Task specification").
+the paper), then images. The task rules are written down in docs/tasks.md.
 """
 
 from __future__ import annotations
@@ -15,10 +15,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from mimic.builders.categories import listing_categories
 from mimic.builders.sampling import ImagePicker
 from mimic.errors import InfeasibleError
+from mimic.registry import Registry
 
-__all__ = ["Draft", "TASKS", "register_task"]
+__all__ = ["Draft", "TASKS", "TaskFn"]
 
 
 @dataclass
@@ -29,15 +31,8 @@ class Draft:
 
 
 TaskFn = Callable[[ImagePicker, np.random.Generator, dict, str], "Draft | None"]
-TASKS: dict[str, TaskFn] = {}
-
-
-def register_task(name: str):
-    def wrap(fn: TaskFn) -> TaskFn:
-        TASKS[name] = fn
-        return fn
-
-    return wrap
+# The question generators by task name; a config's `task` picks one.
+TASKS: Registry[TaskFn] = Registry("task")
 
 
 def _pick(rng: np.random.Generator, pool: list):
@@ -63,7 +58,7 @@ def _with_enough(picker: ImagePicker, need: int, classes=None) -> list[int]:
     return [c for c in classes if len(picker.eligible(c)) >= need]
 
 
-@register_task("counting")
+@TASKS.register("counting")
 def counting(picker: ImagePicker, rng: np.random.Generator, cell: dict, config: str) -> Draft | None:
     n, k = cell["num_images"], cell.get("concepts") or 1
     s = cell.get("spread") or int(rng.integers(1, n + 1))
@@ -148,14 +143,14 @@ def _multi_concept_query(picker, rng, k: int, s: int, config: str):
     return query, targets
 
 
-@register_task("listing")
+@TASKS.register("listing")
 def listing(picker: ImagePicker, rng: np.random.Generator, cell: dict, config: str) -> Draft | None:
     idx = picker.index
     n = cell["num_images"]
     s = cell.get("spread") or int(rng.integers(1, n + 1))
     m = cell.get("num_answer_classes")
     pool = []
-    for name, members in sorted(idx.categories.items()):
+    for name, members in sorted(listing_categories(idx, bool(cell.get("include_catch_all"))).items()):
         ids = frozenset(idx.class_to_id[x] for x in members)
         if len(ids) >= 2 and len(picker.usable_for_category(name, ids)) >= s:
             pool.append((name, ids))
@@ -181,7 +176,7 @@ def listing(picker: ImagePicker, rng: np.random.Generator, cell: dict, config: s
     return Draft(query + distractors, answer, name)
 
 
-@register_task("common")
+@TASKS.register("common")
 def common(picker: ImagePicker, rng: np.random.Generator, cell: dict, config: str) -> Draft | None:
     n = cell["num_images"]
     pool = _with_enough(picker, n)
@@ -197,35 +192,110 @@ def common(picker: ImagePicker, rng: np.random.Generator, cell: dict, config: st
     return Draft(images, [c], _category_of(picker, c))
 
 
-@register_task("odd_one")
+# Odd-One: candidate odd images tried per odd class before the attempt is given up (the class is kept, so
+# classes whose images are hard to complete are not under-drawn).
+_ODD_IMAGE_TRIES = 20
+# Random images drawn per other-image slot before the exact search over the scene groups.
+_ODD_SLOT_TRIES = 24
+# Largest class universe whose sub-scenes are enumerated exactly (2^12 lookups at most).
+_ODD_EXACT_MAX_CLASSES = 12
+
+
+@TASKS.register("odd_one")
 def odd_one(picker: ImagePicker, rng: np.random.Generator, cell: dict, config: str) -> Draft | None:
+    """One image eligible for the odd class; n - 1 natural images free of it, each drawn from the images
+    showing a class that still needs images, so that every other class ends up in at least half of the n
+    images (the rule), while the other images keep their own, varied, extra classes."""
     n = cell["num_images"]
-    scenes = picker.scenes()
-    pool = _with_enough(picker, 1)
-    # Bases for an odd image that holds nothing but the odd class: single-class scenes with n - 1 images.
-    bases = picker.single_class_scenes(n - 1)
-    if not pool or not bases:
+    need = (n + 1) // 2  # every class other than the odd one must be in at least this many images
+    pool = [c for c in range(picker.index.num_classes) if len(picker.eligible(c)) and picker.num_free(c) >= n - 1]
+    if not pool:
         raise InfeasibleError(
-            f"{config}: needs classes with eligible images ({len(pool)} found) and a class alone in at least "
-            f"{n - 1} images ({len(bases)} found)"
+            f"{config}: no class has an eligible image (min_box_frac {picker.min_box_frac}) and {n - 1} images "
+            "free of it"
         )
     odd = _pick(rng, pool)
+    eligible = picker.eligible(odd)
+    for _ in range(_ODD_IMAGE_TRIES):
+        # Of three eligible images, the one with the fewest classes: crowded scenes (a dining table with a
+        # dozen classes) rarely have n - 1 companions sharing every class, so they would starve their odd
+        # classes, and they pull the instances per query far above the paper's 20.7.
+        odd_image = min((int(eligible[j]) for j in rng.integers(len(eligible), size=3)), key=lambda i: len(picker.classes(i)))
+        others = _odd_one_others(picker, rng, odd, odd_image, n, need)
+        if others is not None:
+            return Draft([odd_image] + others, [odd], _category_of(picker, odd))
+    return None
 
-    def fits(i: int) -> bool:
-        theme = picker.classes(i) - {odd}
-        return len(scenes.get(theme, ())) >= n - 1 if theme else (len(bases) > 1 or bases[0] != odd)
 
-    got = picker.draw(rng, picker.eligible(odd), 1, set(), accept=fits, exact=False)
-    if got is None:
+def _odd_one_others(picker: ImagePicker, rng, odd: int, odd_image: int, n: int, need: int) -> list[int] | None:
+    counts = Counter(picker.classes(odd_image) - {odd})
+    chosen: list[int] = []
+    taken = {odd_image}
+    for slot in range(n - 1):
+        left = n - 2 - slot  # slots still open after this one
+
+        def fits(i: int, left=left) -> bool:
+            if i in taken:
+                return False
+            here = picker.classes(i)
+            if not here or odd in here:
+                return False
+            # After adding image i, every class must still be able to reach `need` with the slots left.
+            for x in here:
+                if need - counts[x] - 1 > left:
+                    return False
+            for x, v in counts.items():
+                if x not in here and need - v > left:
+                    return False
+            return True
+
+        short = [x for x, v in counts.items() if v < need]
+        hubs = short or list(counts)
+        got = None
+        if hubs:
+            for _ in range(_ODD_SLOT_TRIES):
+                x = hubs[int(rng.integers(len(hubs)))]
+                present = picker.present(x)
+                i = int(present[rng.integers(len(present))])
+                if fits(i):
+                    got = i
+                    break
+        else:  # the odd image holds only the odd class: the first other image sets the scene
+            for _ in range(_ODD_SLOT_TRIES):
+                i = int(rng.integers(picker.index.num_images))
+                if fits(i):
+                    got = i
+                    break
+        if got is None:
+            got = _odd_one_exact(picker, rng, counts, short, fits)
+        if got is None:
+            return None
+        chosen.append(got)
+        taken.add(got)
+        counts.update(picker.classes(got))
+    return chosen
+
+
+def _odd_one_exact(picker: ImagePicker, rng, counts: Counter, short: list[int], fits) -> int | None:
+    """An image made only of classes already in the sample and showing every short one, if any exists
+    (the scene groups of the subsets of the sample's classes; the last slots usually need this)."""
+    universe = sorted(counts)
+    if not universe or len(universe) > _ODD_EXACT_MAX_CLASSES:
         return None
-    odd_image = got[0]
-    # The other images all show exactly the odd image's other classes, so each of those classes is in
-    # every image and the odd class is the only one seen once; an odd image with nothing else gets a
-    # random single-class scene as the others.
-    theme = picker.classes(odd_image) - {odd}
-    if not theme:
-        theme = frozenset([_pick(rng, [b for b in bases if b != odd])])
-    others = picker.draw(rng, scenes[theme], n - 1, {odd_image})
-    if others is None:
+    must = frozenset(short)
+    rest = [x for x in universe if x not in must]
+    scenes = picker.scenes()
+    found: list[np.ndarray] = []
+    for mask in range(1 << len(rest)):
+        key = must | frozenset(rest[j] for j in range(len(rest)) if mask >> j & 1)
+        if key and key in scenes:
+            found.append(scenes[key])
+    if not found:
         return None
-    return Draft([odd_image] + others, [odd], _category_of(picker, odd))
+    candidates = np.concatenate(found)
+    for _ in range(2):  # a couple of random picks first: the candidates are usually all valid
+        i = int(candidates[rng.integers(len(candidates))])
+        if fits(i):
+            return i
+    valid = [int(i) for i in candidates if fits(int(i))]
+    return valid[int(rng.integers(len(valid)))] if valid else None
