@@ -22,8 +22,14 @@ from mimic.builders.index import AnnotationIndex
 from mimic.builders.sample import Sample, sample_id
 from mimic.builders.sampling import ImagePicker
 from mimic.builders.tasks import TASKS
-from mimic.builders.templates import CONNECTOR_TEMPLATES, TASK_TEMPLATES, render_question, template_family
-from mimic.builders.verify import counting_answer, verify_sample
+from mimic.builders.templates import (
+    CONNECTOR_TEMPLATES,
+    TASK_TEMPLATES,
+    counting_answer,
+    render_question,
+    template_family,
+)
+from mimic.builders.verify import verify_sample
 from mimic.errors import AnnotationError, InfeasibleError
 
 __all__ = ["GridReport", "SkippedCell", "generate", "iter_samples", "sample_seed", "write_json", "write_jsonl", "read_jsonl", "MAX_ATTEMPTS"]

@@ -9,6 +9,7 @@ format in its connectors, so the expected output ("dog: 2, cat: 1") is unambiguo
 from __future__ import annotations
 
 __all__ = [
+    "counting_answer",
     "TASK_TEMPLATES",
     "CONNECTOR_TEMPLATES",
     "pluralize",
@@ -162,3 +163,12 @@ def render_question(
         # A placeholder, not an example number: a concrete number would bias the answers.
         conn_t = conn_t.format(example=", ".join(f"{c}: <number>" for c in classes))
     return f"{render_task(family, template_id, classes, category)} {conn_t}"
+
+
+def counting_answer(classes: list[str], totals: list[int], multi_format: bool) -> tuple[str, list[str]]:
+    """Canonical counting answer: "3" for one class, "dog: 2, cat: 1" in the multi-concept format
+    (always used for several classes)."""
+    if multi_format or len(classes) > 1:
+        return ", ".join(f"{c}: {t}" for c, t in zip(classes, totals, strict=True)), [str(t) for t in totals]
+    (t,) = totals
+    return str(t), [str(t)]

@@ -1,7 +1,13 @@
-"""The verifier: recompute a sample's answer and controls from the annotation index and prove the answer unique.
+"""The verifier: re-derive every answer and control of a sample from the raw per-instance records.
 
-It shares no code with the generators (only index lookups and the question templates), so a
-generator bug shows up here rather than being repeated. Checks per task:
+It shares no code with the generators nor with the index's aggregation: it reads the boxes as they were
+read from the source (`AnnotationIndex.instances`: box area, image area, crowd and depiction flags, one
+entry per annotation) and applies the task rules (docs/tasks.md) with its own code, so that a bug in the
+index's counts or eligibility, in the generators' image picking or in their answer formatting shows up
+here instead of verifying itself. What it does share is the input (the source reader, class and category
+names, file names) and the paper's question templates, which it renders to check the question text.
+
+Checks per task:
 
 - Counting: every image either eligible for each target class it contains, or free of it; counts,
   total, spread, distractors and positions recomputed.
@@ -10,18 +16,26 @@ generator bug shows up here rather than being repeated. Checks per task:
 - Common: the class is eligible in every image and no other class is present in all of them.
 - Odd-One: the class is eligible in exactly one image and absent from the rest; every other class
   present anywhere appears in at least half of the images.
+
+Box fractions are compared as float32 (`area / image_area` against `min_box_frac`), the precision the
+rule is defined at (docs/tasks.md), so a box at the threshold is judged the same everywhere.
 """
 
 from __future__ import annotations
 
+import weakref
 from collections import Counter
+from dataclasses import dataclass
+
+import numpy as np
 
 from mimic.builders.configs import get_config
 from mimic.builders.index import DEFAULT_MIN_BOX_FRAC, AnnotationIndex
 from mimic.builders.sample import Sample
 from mimic.builders.templates import render_question, template_family
+from mimic.errors import AnnotationError
 
-__all__ = ["VerificationError", "check_sample", "verify_sample", "counting_answer"]
+__all__ = ["VerificationError", "check_sample", "verify_sample"]
 
 
 class VerificationError(ValueError):
@@ -30,18 +44,84 @@ class VerificationError(ValueError):
         super().__init__(f"sample {sample_id}: " + "; ".join(problems))
 
 
-def counting_answer(classes: list[str], totals: list[int], multi_format: bool) -> tuple[str, list[str]]:
-    """Canonical counting answer: "3" for one class, "dog: 2, cat: 1" in the multi-concept format
-    (always used for several classes)."""
-    if multi_format or len(classes) > 1:
-        return ", ".join(f"{c}: {t}" for c, t in zip(classes, totals, strict=True)), [str(t) for t in totals]
-    (t,) = totals
-    return str(t), [str(t)]
+@dataclass(frozen=True)
+class _Box:
+    frac: np.float32
+    crowd: bool
+    depiction: bool
+
+
+class _RawFacts:
+    """Per image, its boxes grouped by class name, straight from the instance records."""
+
+    def __init__(self, index: AnnotationIndex):
+        inst = index.instances
+        if inst is None:
+            raise AnnotationError(
+                "<index>", "it has no per-instance records to verify against: build it with a source reader "
+                "(read_coco, read_openimages) or `mimic index` from this version"
+            )
+        self.names = index.class_names
+        self.inst = inst
+        self.order = np.argsort(inst.image, kind="stable")
+        self.starts = np.searchsorted(inst.image[self.order], np.arange(index.num_images + 1))
+        self._cache: dict[int, dict[str, list[_Box]]] = {}
+
+    def boxes(self, p: int) -> dict[str, list[_Box]]:
+        hit = self._cache.get(p)
+        if hit is None:
+            inst = self.inst
+            hit = {}
+            image_area = float(inst.image_area[p])
+            for b in self.order[self.starts[p] : self.starts[p + 1]].tolist():
+                frac = np.float32(float(inst.area[b]) / image_area) if image_area > 0 else np.float32(0)
+                hit.setdefault(self.names[int(inst.cls[b])], []).append(
+                    _Box(frac, bool(inst.crowd[b]), bool(inst.depiction[b]))
+                )
+            self._cache[p] = hit
+        return hit
+
+    def count(self, p: int, name: str) -> int:
+        return sum(1 for b in self.boxes(p).get(name, ()) if not b.crowd)
+
+    def present(self, p: int, name: str) -> bool:
+        return name in self.boxes(p)
+
+    def classes(self, p: int) -> set[str]:
+        return set(self.boxes(p))
+
+    def eligible(self, p: int, name: str, min_box_frac: float) -> bool:
+        boxes = self.boxes(p).get(name, ())
+        threshold = np.float32(min_box_frac)
+        return (
+            any(not b.crowd for b in boxes)
+            and not any(b.crowd or b.depiction for b in boxes)
+            and all(b.frac >= threshold for b in boxes)
+        )
+
+
+_FACTS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _facts(index: AnnotationIndex) -> _RawFacts:
+    hit = _FACTS.get(index)
+    if hit is None:
+        hit = _FACTS[index] = _RawFacts(index)
+    return hit
+
+
+def _expected_counting_answer(classes: list[str], totals: list[int], multi: bool) -> tuple[str, list[str]]:
+    if multi or len(classes) > 1:
+        return ", ".join(f"{name}: {total}" for name, total in zip(classes, totals, strict=True)), [
+            str(t) for t in totals
+        ]
+    return str(totals[0]), [str(totals[0])]
 
 
 def check_sample(index: AnnotationIndex, sample, min_box_frac: float = DEFAULT_MIN_BOX_FRAC) -> list[str]:
     """All the ways `sample` disagrees with the annotations (empty when it verifies)."""
     row = vars(sample) if isinstance(sample, Sample) else sample
+    facts = _facts(index)
     problems: list[str] = []
     positions = [index.image_to_pos.get(str(i)) for i in row["image_ids"]]
     if None in positions:
@@ -54,34 +134,35 @@ def check_sample(index: AnnotationIndex, sample, min_box_frac: float = DEFAULT_M
         problems.append(f"num_images {row['num_images']} != {n} images")
     if list(row["file_names"]) != [str(index.file_names[p]) for p in positions]:
         problems.append("file_names do not match the index")
-    unknown_cls = [c for c in row["target_classes"] if c not in index.class_to_id]
+    names = list(row["target_classes"])
+    unknown_cls = [c for c in names if c not in set(index.class_names)]
     if unknown_cls:
         return problems + [f"unknown target classes {unknown_cls}"]
-    targets = [index.class_to_id[c] for c in row["target_classes"]]
+    ids = row["image_ids"]
 
-    def eligible(p: int, c: int) -> bool:
-        return index.is_eligible(p, c, min_box_frac)
+    def eligible(p: int, name: str) -> bool:
+        return facts.eligible(p, name, min_box_frac)
 
-    counts = [[index.count(p, c) for c in targets] for p in positions]
+    counts = [[facts.count(p, c) for c in names] for p in positions]
     if row["per_image_counts"] != counts:
         problems.append(f"per_image_counts {row['per_image_counts']} != recomputed {counts}")
     if row["total_instances"] != sum(map(sum, counts)):
         problems.append(f"total_instances {row['total_instances']} != {sum(map(sum, counts))}")
-    if row["num_concepts"] != len(targets):
-        problems.append(f"num_concepts {row['num_concepts']} != {len(targets)} target classes")
+    if row["num_concepts"] != len(names):
+        problems.append(f"num_concepts {row['num_concepts']} != {len(names)} target classes")
 
     task = row["task"]
     config = get_config(row["config"])
     if config.task != task:
         problems.append(f"task {task!r} does not match config {config.name!r}")
     if task == "counting":
-        free = [all(index.is_free(p, c) for c in targets) for p in positions]
+        free = [not any(facts.present(p, c) for c in names) for p in positions]
         for k, p in enumerate(positions):
-            for c in targets:
-                if not index.is_free(p, c) and not eligible(p, c):
-                    problems.append(f"image {row['image_ids'][k]} has {index.class_names[c]!r} but is not eligible")
-        totals = [sum(col) for col in zip(*counts, strict=True)] if counts else [0] * len(targets)
-        answer, answer_list = counting_answer(row["target_classes"], totals, config.multi_format)
+            for c in names:
+                if facts.present(p, c) and not eligible(p, c):
+                    problems.append(f"image {ids[k]} has {c!r} but is not eligible")
+        totals = [sum(counts[k][j] for k in range(n)) for j in range(len(names))]
+        answer, answer_list = _expected_counting_answer(names, totals, config.multi_format)
         _expect(problems, row, answer=answer, answer_list=answer_list)
         if any(t == 0 for t in totals):
             problems.append("a target class has no instance")
@@ -89,49 +170,48 @@ def check_sample(index: AnnotationIndex, sample, min_box_frac: float = DEFAULT_M
         members = index.categories.get(row["category"])
         if members is None:
             return problems + [f"unknown category {row['category']!r}"]
-        member_ids = [index.class_to_id[m] for m in members]
-        present: set[int] = set()
+        shown: set[str] = set()
         free = []
         for k, p in enumerate(positions):
-            here = [c for c in member_ids if not index.is_free(p, c)]
+            here = [c for c in members if facts.present(p, c)]
             free.append(not here)
             for c in here:
                 if not eligible(p, c):
                     problems.append(
-                        f"image {row['image_ids'][k]} holds {index.class_names[c]!r} of {row['category']!r} "
-                        "but it is not eligible (small or crowd)"
+                        f"image {ids[k]} holds {c!r} of {row['category']!r} but it is not eligible (small or crowd)"
                     )
-            present.update(here)
-        gold = sorted(index.class_names[c] for c in present)
+            shown.update(here)
+        gold = sorted(shown)
         _expect(problems, row, answer=", ".join(gold), answer_list=gold, target_classes=gold)
-    elif task == "common":
-        (c,) = targets
-        free = [False] * n
-        if not all(eligible(p, c) for p in positions):
-            problems.append(f"{index.class_names[c]!r} is not eligible in every image")
-        shared = set.intersection(*(set(index.classes_in(p).tolist()) for p in positions)) if n else set()
-        if shared != {c}:
-            problems.append(f"classes present in all images: {sorted(index.class_names[x] for x in shared)}")
-        _expect(problems, row, answer=index.class_names[c], answer_list=[index.class_names[c]])
-    elif task == "odd_one":
-        (c,) = targets
-        holders = [k for k, p in enumerate(positions) if not index.is_free(p, c)]
-        free = [k not in holders for k in range(n)]
-        if len(holders) != 1 or not eligible(positions[holders[0]], c):
-            problems.append(f"{index.class_names[c]!r} must be eligible in exactly one image, found in {len(holders)}")
-        seen = Counter(x for p in positions for x in index.classes_in(p).tolist())
-        rare = [index.class_names[x] for x, v in seen.items() if x != c and 2 * v < n]
-        if rare:
-            problems.append(f"other classes present in fewer than half of the images: {sorted(rare)}")
-        _expect(problems, row, answer=index.class_names[c], answer_list=[index.class_names[c]])
+    elif task in ("common", "odd_one"):
+        if len(names) != 1:
+            return problems + [f"{task} has one target class, got {names}"]
+        (c,) = names
+        if task == "common":
+            free = [False] * n
+            if not all(eligible(p, c) for p in positions):
+                problems.append(f"{c!r} is not eligible in every image")
+            shared = set.intersection(*(facts.classes(p) for p in positions)) if n else set()
+            if shared != {c}:
+                problems.append(f"classes present in all images: {sorted(shared)}")
+        else:
+            holders = [k for k, p in enumerate(positions) if facts.present(p, c)]
+            free = [k not in holders for k in range(n)]
+            if len(holders) != 1 or not eligible(positions[holders[0]], c):
+                problems.append(f"{c!r} must be eligible in exactly one image, found in {len(holders)}")
+            seen = Counter(x for p in positions for x in facts.classes(p))
+            rare = sorted(x for x, v in seen.items() if x != c and 2 * v < n)
+            if rare:
+                problems.append(f"other classes present in fewer than half of the images: {rare}")
+        _expect(problems, row, answer=c, answer_list=[c])
     else:
         return problems + [f"unknown task {task!r}"]
 
     query = [k for k in range(n) if not free[k]]
     _expect(problems, row, target_positions=query, num_query_images=len(query), num_distractors=n - len(query))
-    family = template_family(task, len(targets), config.multi_format)
+    family = template_family(task, len(names), config.multi_format)
     try:
-        question = render_question(family, row["template_id"], row["connector_id"], row["target_classes"], row["category"])
+        question = render_question(family, row["template_id"], row["connector_id"], names, row["category"])
     except (IndexError, ValueError) as e:
         problems.append(f"template ids do not render: {e}")
     else:
