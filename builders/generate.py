@@ -259,6 +259,7 @@ def _finalize(index: AnnotationIndex, cfg: BenchConfig, draft, rng: np.random.Ge
         connector_id=connector_id,
         seed=seed,
         source=index.source,
+        source_split=index.source_split,
     )
 
 

@@ -8,7 +8,7 @@ reads. It can also be used directly:
     builder.download_and_prepare()
     ds = builder.as_dataset(split="test")
 
-Rows carry every control column of ARCHITECTURE.md, with `images` as a list of images whose source
+Rows carry every control column of docs/tasks.md, with `images` as a list of images whose source
 JPEG bytes are embedded unchanged (no decode, no re-encode).
 """
 
@@ -20,7 +20,7 @@ import datasets
 from datasets import Features, Image, List, Value
 
 from mimic.builders.configs import CONFIGS
-from mimic.builders.generate import iter_samples
+from mimic.builders.generate import GridReport, iter_samples
 from mimic.builders.index import DEFAULT_MIN_BOX_FRAC, AnnotationIndex
 from mimic.builders.rows import ImageBytes, example_from_sample
 from mimic.builders.sample import GENERATOR_VERSION, Sample
@@ -59,6 +59,7 @@ BENCH_FEATURES = Features(
         "connector_id": _INT,
         "seed": Value("int64"),
         "source": Value("string"),
+        "source_split": Value("string"),
         "generator_version": Value("string"),
     }
 )
@@ -76,6 +77,8 @@ class MimicBenchConfig(datasets.BuilderConfig):
     seed: int = 0
     min_box_frac: float = DEFAULT_MIN_BOX_FRAC
     controls: dict = field(default_factory=dict)  # control overrides (see builders.configs)
+    strict: bool = False  # True: a control cell the annotations cannot meet fails the build (paper-faithful)
+    include_catch_all: bool = False  # Listing may ask about catch-all categories (COCO indoor / outdoor)
 
     def __post_init__(self):
         super().__post_init__()
@@ -132,10 +135,12 @@ class MimicBench(datasets.GeneratorBasedBuilder):
     def samples(self) -> list[Sample]:
         if getattr(self, "_samples", None) is None:
             cfg = self.config
+            self.grid = GridReport(cfg.name)
             self._samples = list(
                 iter_samples(
                     self.load_index(), cfg.name, num=cfg.num_samples, scale=cfg.scale, seed=cfg.seed,
-                    overrides=cfg.controls, min_box_frac=cfg.min_box_frac,
+                    overrides=cfg.controls, min_box_frac=cfg.min_box_frac, strict=cfg.strict,
+                    include_catch_all=cfg.include_catch_all, report=self.grid,
                 )
             )
         return self._samples
@@ -143,8 +148,14 @@ class MimicBench(datasets.GeneratorBasedBuilder):
     def parameters(self) -> dict:
         """What the build depends on besides the annotations: recorded in the folder and its card."""
         c = self.config
-        return {"scale": c.scale, "num_samples": c.num_samples, "seed": c.seed, "min_box_frac": c.min_box_frac,
-                "controls": dict(c.controls)}
+        out = {"scale": c.scale, "num_samples": c.num_samples, "seed": c.seed, "min_box_frac": c.min_box_frac,
+               "controls": dict(c.controls), "strict": c.strict, "source_split": self.load_index().source_split}
+        if CONFIGS[c.name].task == "listing":
+            out["include_catch_all"] = c.include_catch_all
+        grid = getattr(self, "grid", None)
+        if grid is not None:
+            out["grid"] = grid.to_dict()
+        return out
 
     def example(self, sample: Sample, read: ImageBytes) -> dict:
         return example_from_sample(sample, read)

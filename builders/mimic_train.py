@@ -21,7 +21,7 @@ from datasets import Features, Value
 
 from mimic.builders.configs import train_configs
 from mimic.builders.conversations import Turn, conversation_turns, to_llava, to_messages
-from mimic.builders.generate import iter_samples
+from mimic.builders.generate import GridReport, iter_samples
 from mimic.builders.index import DEFAULT_MIN_BOX_FRAC, AnnotationIndex
 from mimic.builders.mimic_bench import BENCH_FEATURES, CITATION
 from mimic.builders.rows import ImageBytes, example_from_sample
@@ -79,6 +79,8 @@ class MimicTrainConfig(datasets.BuilderConfig):
     option_rate: float = 0.3
     followup_rate: float = 0.5
     allow_coco: bool = False
+    strict: bool = False  # True: a control cell the annotations cannot meet fails the build
+    include_catch_all: bool = False  # Listing may ask about the broad or mixed hierarchy nodes
 
     def __post_init__(self):
         super().__post_init__()
@@ -147,10 +149,13 @@ class MimicTrain(datasets.GeneratorBasedBuilder):
             index = self.load_index()
             configs = train_configs(cfg.max_images)
             items = []
+            self.grids = {}
             for task in self.tasks():
                 task_cfg = configs[f"train_{task}"]
+                grid = self.grids[task] = GridReport(task_cfg.name)
                 for sample in iter_samples(
-                    index, task_cfg, num=cfg.per_task, scale=cfg.scale, seed=cfg.seed, min_box_frac=cfg.min_box_frac
+                    index, task_cfg, num=cfg.per_task, scale=cfg.scale, seed=cfg.seed, min_box_frac=cfg.min_box_frac,
+                    strict=cfg.strict, include_catch_all=cfg.include_catch_all, report=grid,
                 ):
                     # The conversation has its own rng stream, so changing its settings leaves the samples as they are.
                     rng = np.random.default_rng([sample.seed, 1])
@@ -165,7 +170,9 @@ class MimicTrain(datasets.GeneratorBasedBuilder):
         c = self.config
         return {"per_task": c.per_task, "scale": c.scale, "max_images": c.max_images, "seed": c.seed,
                 "min_box_frac": c.min_box_frac, "option_rate": c.option_rate, "followup_rate": c.followup_rate,
-                "missing_images_skipped": len(getattr(self, "missing_image_ids", []) or [])}
+                "missing_images_skipped": len(getattr(self, "missing_image_ids", []) or []), "strict": c.strict,
+                "include_catch_all": c.include_catch_all, "source_split": self.load_index().source_split,
+                **({"grid": {t: g.to_dict() for t, g in self.grids.items()}} if getattr(self, "grids", None) else {})}
 
     def example(self, item: TrainItem, read: ImageBytes) -> dict:
         row = example_from_sample(item.sample, read)

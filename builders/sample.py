@@ -1,6 +1,6 @@
 """`Sample`: one generated question with its images, answer and every control that produced it.
 
-The fields are the benchmark's row columns (ARCHITECTURE.md, "Row columns"), minus the image bytes,
+The fields are the benchmark's row columns (docs/tasks.md, "Row columns"), minus the image bytes,
 which the dataset builders add from `file_names`. `per_image_counts[i][j]` is the number of instances
 of `target_classes[j]` in image i, so every count-based control can be recomputed from one field.
 """
@@ -39,6 +39,7 @@ class Sample:
     connector_id: int
     seed: int  # the sample's own seed: with the config and annotations it regenerates this sample
     source: str  # coco | openimages | synthetic
+    source_split: str = ""  # the source's split: "val2017", "train2017" (the paper's), Open Images "train"
     generator_version: str = GENERATOR_VERSION
 
     def to_row(self) -> dict:
@@ -48,7 +49,7 @@ class Sample:
     @classmethod
     def from_row(cls, row: dict) -> Sample:
         names = {f.name for f in fields(cls)}
-        missing = [n for n in names if n not in row and n != "generator_version"]
+        missing = [n for n in names if n not in row and n not in ("generator_version", "source_split")]
         if missing:
             raise KeyError(f"row {row.get('id', '?')!r} lacks fields {sorted(missing)}")
         return cls(**{k: v for k, v in row.items() if k in names})

@@ -287,6 +287,7 @@ def _results(settings: EvalSettings, model: ModelAdapter, run: Mapping, plans: l
         "missing": missing,
         "generator_version": sorted({str(r.get("generator_version")) for r in selected_rows}),
         "source": sorted({str(r.get("source")) for r in selected_rows}),
+        "source_split": sorted({str(r["source_split"]) for r in selected_rows if r.get("source_split")}),
         "scoring_vocabulary_size": {p.config: len(p.vocabulary) for p in plans},
         "versions": _versions(),
         "created": run.get("created"),

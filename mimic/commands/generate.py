@@ -32,7 +32,27 @@ class GenerateOptions:
     concepts: int | None = opt(None, help="Control (counting): number of classes to count (k).")
     total_instances: int | None = opt(None, help="Control (single-concept counting): the total count T.")
     num_answer_classes: int | None = opt(None, help="Control (listing): number of classes in the answer.")
+    strict: bool = opt(False, help="Fail when any control cell cannot be built (paper-faithful builds); by default "
+                       "such cells are skipped with a warning and their samples go to the other cells.")
+    include_catch_all: bool = opt(False, help="listing: also ask about catch-all categories (COCO's indoor and "
+                                  "outdoor objects), left out by default.")
     progress: bool = opt(True, help="Show a progress bar.")
+
+
+def grid_path(out) -> str:
+    """Where `mimic generate` records the grid (skipped cells, shortfall) beside its JSON Lines file."""
+    return str(out) + ".grid.json"
+
+
+def warn_skipped(report) -> None:
+    """One warning line per skipped cell, on stderr."""
+    import sys
+
+    for cell in report.skipped:
+        print(f"warning: {cell.line()}", file=sys.stderr)
+    if report.shortfall > 0:
+        print(f"warning: {report.config}: {report.produced} of {report.requested} samples (every cell spent)",
+              file=sys.stderr)
 
 
 def overrides_of(o) -> dict:
@@ -52,15 +72,19 @@ def run_generate(o: GenerateOptions) -> int:
     from tqdm.auto import tqdm
 
     from mimic.builders.configs import get_config
-    from mimic.builders.generate import iter_samples, write_jsonl
+    from mimic.builders.generate import GridReport, iter_samples, write_json, write_jsonl
     from mimic.builders.stats import format_table1, table1
 
     index = load_index(o.source, o.annotations, o.images, o.oi_classes, o.oi_hierarchy)
     cfg = get_config(o.config)
     total = cfg.num_samples(o.scale) if o.num is None else o.num
-    samples = iter_samples(index, cfg, num=total, seed=o.seed, overrides=overrides_of(o), min_box_frac=o.min_box_frac)
+    report = GridReport(cfg.name)
+    samples = iter_samples(index, cfg, num=total, seed=o.seed, overrides=overrides_of(o), min_box_frac=o.min_box_frac,
+                           strict=o.strict, include_catch_all=o.include_catch_all, report=report)
     rows = [s.to_row() for s in tqdm(samples, total=total, desc=o.config, disable=not o.progress)]
+    warn_skipped(report)
     path = write_jsonl(rows, o.out)
+    write_json({cfg.name: report.to_dict()}, grid_path(o.out))
     print(format_table1(table1(rows, index)))
     print(f"\nwrote {len(rows)} verified samples to {path}")
     return 0
@@ -84,7 +108,25 @@ def run_stats(o: StatsOptions) -> int:
     rows = read_jsonl(o.file)
     index = load_index(o.source, o.annotations) if o.annotations else None
     print(format_table1(table1(rows, index)))
+    print(format_grid(o.file))
     return 0
+
+
+def format_grid(jsonl) -> str:
+    """The skipped cells and shortfall `mimic generate` recorded beside a JSON Lines file ("" if none)."""
+    import json
+    from pathlib import Path
+
+    path = Path(grid_path(jsonl))
+    if not path.is_file():
+        return ""
+    lines = []
+    for config, grid in json.loads(path.read_text()).items():
+        skipped = grid.get("skipped_cells") or []
+        lines.append(f"\n{config}: {grid['produced']} of {grid['requested']} samples from "
+                     f"{grid['cells'] - len(skipped)} of {grid['cells']} control cells")
+        lines += [f"  skipped {c['controls']}: {c['reason']}" for c in skipped]
+    return "\n".join(lines)
 
 
 @dataclass

@@ -23,6 +23,10 @@ class BuildBenchOptions:
     min_box_frac: float = opt(0.05, help="Eligibility: every box of a class must cover this fraction of its image.")
     max_shard_mb: int = opt(500, help="Largest parquet shard, in MB of embedded image bytes.")
     repo_id: str = opt("mimic/bench", help="Repo id the card's loading example uses.")
+    strict: bool = opt(False, help="All or nothing (paper-faithful builds): fail when any control cell cannot be "
+                       "built. By default such cells are skipped with a warning and recorded in the card.")
+    include_catch_all: bool = opt(False, help="listing: also ask about COCO's catch-all categories (indoor and "
+                                  "outdoor objects), left out by default.")
     progress: bool = opt(True, help="Show progress bars.")
 
 
@@ -45,21 +49,38 @@ def _build(builder_cls, o, *, source: str, annotations, images, min_box_frac: fl
     from mimic.builders.cards import write_dataset_card
     from mimic.builders.hub_folder import materialize
     from mimic.builders.stats import format_table1
+    from mimic.commands.generate import warn_skipped
+    from mimic.errors import InfeasibleError
 
     tables = {}
     index = None
+    strict = getattr(o, "strict", False)
     for name in o.configs:
         builder = builder_cls(
             config_name=name, source=source, annotations=annotations, images_dir=images, scale=o.scale,
-            num_samples=o.num, seed=o.seed, min_box_frac=min_box_frac,
+            num_samples=o.num, seed=o.seed, min_box_frac=min_box_frac, strict=strict,
+            include_catch_all=getattr(o, "include_catch_all", False),
         )
         if index is not None:
             builder._index = index  # one parse of the annotations for all configs
-        record = materialize(builder, o.out, max_shard_bytes=o.max_shard_mb * 1024 * 1024, progress=o.progress)
+        try:
+            record = materialize(builder, o.out, max_shard_bytes=o.max_shard_mb * 1024 * 1024, progress=o.progress)
+        except InfeasibleError as e:
+            if strict:
+                raise
+            # One config the annotations cannot hold at all does not stop the others.
+            print(f"error: {e}", file=sys.stderr)
+            index = builder.load_index()
+            continue
         index = builder.load_index()
+        warn_skipped(builder.grid)
         tables[name] = record["table1"]
         kept = f", {record['shards_kept']} kept from an earlier run" if record["shards_kept"] else ""
         print(f"{name}: {record['num_rows']} rows in {record['num_shards']} shard(s){kept}")
+    if not tables:
+        from mimic.errors import InfeasibleError
+
+        raise InfeasibleError(f"no config of {', '.join(o.configs)} can be built from {annotations}")
     card = write_dataset_card(
         o.out, pretty_name=pretty_name, summary=summary, repo_id=o.repo_id,
         build_command="mimic " + " ".join(shlex.quote(a) for a in sys.argv[1:]),

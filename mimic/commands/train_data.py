@@ -34,6 +34,10 @@ class BuildTrainOptions:
     export: list[str] = opt([], help="Also write other formats: llava (LLaVA-NeXT JSON under <out>/llava/).",
                             choices=["llava"])
     allow_coco: bool = opt(False, help="Allow COCO as a training source (it is the benchmark's source).")
+    strict: bool = opt(False, help="All or nothing: fail when any control cell cannot be built. By default such "
+                       "cells are skipped with a warning and recorded in the card.")
+    include_catch_all: bool = opt(False, help="listing: also ask about the broad or mixed hierarchy nodes "
+                                  "(docs/tasks.md), left out by default.")
     max_shard_mb: int = opt(500, help="Largest parquet shard, in MB of embedded image bytes.")
     repo_id: str = opt("mimic/train", help="Repo id the card's loading example uses.")
     progress: bool = opt(True, help="Show progress bars.")
@@ -54,7 +58,8 @@ def run_build_train(o: BuildTrainOptions) -> int:
     from mimic.builders.hub_folder import materialize
     from mimic.builders.mimic_train import MimicTrain
     from mimic.builders.stats import format_table1
-    from mimic.errors import ConfigError
+    from mimic.commands.generate import warn_skipped
+    from mimic.errors import ConfigError, InfeasibleError
 
     annotations, images = o.oi_boxes, o.oi_images
     if o.source == "synthetic" and o.world:
@@ -70,18 +75,29 @@ def run_build_train(o: BuildTrainOptions) -> int:
             config_name=task, source=o.source, annotations=annotations, oi_classes=o.oi_classes,
             oi_hierarchy=o.oi_hierarchy, images_dir=images, per_task=o.per_task, scale=o.scale,
             max_images=o.max_images, seed=o.seed, option_rate=o.option_rate, followup_rate=o.followup_rate,
-            allow_coco=o.allow_coco,
+            allow_coco=o.allow_coco, strict=o.strict, include_catch_all=o.include_catch_all,
         )
         if index is not None:
             builder._index, builder.missing_image_ids = index, missing
-        record = materialize(builder, o.out, split="train", max_shard_bytes=o.max_shard_mb * 1024 * 1024,
-                             progress=o.progress)
+        try:
+            record = materialize(builder, o.out, split="train", max_shard_bytes=o.max_shard_mb * 1024 * 1024,
+                                 progress=o.progress)
+        except InfeasibleError as e:
+            if o.strict:
+                raise
+            print(f"error: {e}", file=sys.stderr)  # this task cannot be built; the others still are
+            index, missing = builder.load_index(), builder.missing_image_ids
+            continue
         index, missing = builder.load_index(), builder.missing_image_ids
+        for grid in builder.grids.values():
+            warn_skipped(grid)
         tables[task] = record["table1"]
         print(f"{task}: {record['num_rows']} rows in {record['num_shards']} shard(s)")
         if "llava" in o.export:
             path = write_json(builder.llava_records(), Path(o.out) / "llava" / f"{task}.json")
             print(f"  LLaVA-NeXT format: {path} (image paths relative to {images})")
+    if not tables:
+        raise InfeasibleError(f"no task of {', '.join(o.tasks)} can be built from {annotations}")
     if missing:
         print(f"skipped {len(missing)} images listed in the annotations but missing on disk, e.g. {missing[:3]}")
     card = write_dataset_card(
