@@ -47,10 +47,13 @@ def render_dataset_card(
     build_command: str = "",
     template: str = "bench.md",
     all_config: bool = False,
+    listing_categories: dict | None = None,
+    left_out_categories: dict | None = None,
 ) -> DatasetCard:
     """The card for every config materialized in `out_dir` (from the build records in `.mimic/`).
 
-    With `all_config`, the card also declares a config `all` reading every other config's files, and
+    `listing_categories` (category -> members) and `left_out_categories` (category -> reason) describe
+    what Listing asked about. With `all_config`, the card also declares a config `all` reading every other config's files, and
     makes it the default (what `load_dataset(folder, split="train")` reads).
     """
     records = read_build_records(out_dir)
@@ -95,6 +98,17 @@ def render_dataset_card(
     ]
     from mimic.builders.mimic_bench import CITATION
 
+    skipped = [
+        f"`{n}`: {cell['controls']}" + (f" after {cell['produced']} sample(s)" if cell["produced"] else "")
+        + f": {cell['reason']}"
+        for n in names
+        for grid in _grids(records[n]["parameters"])
+        for cell in grid.get("skipped_cells", [])
+    ]
+    shortfall = [f"`{n}`: {g['produced']} of {g['requested']} rows" for n in names
+                 for g in _grids(records[n]["parameters"]) if g.get("shortfall")]
+    splits = sorted({r["parameters"].get("source_split") or "" for r in records.values()} - {""})
+
     template_str = resources.files("mimic.dataset_cards").joinpath(template).read_text()
     return DatasetCard.from_template(
         card_data,
@@ -110,7 +124,18 @@ def render_dataset_card(
         license_text="\n\n".join(LICENSES[s][1] for s in sources),
         split=records[names[0]]["split"],
         citation=CITATION,
+        skipped_cells=skipped,
+        shortfall=shortfall,
+        source_split=", ".join(splits),
+        listing_categories=listing_categories,
+        left_out_categories=left_out_categories,
     )
+
+
+def _grids(parameters: dict) -> list[dict]:
+    """The grid reports of a build record: one for a benchmark config, one per task for a training config."""
+    grid = parameters.get("grid") or {}
+    return [grid] if "requested" in grid else list(grid.values())
 
 
 def write_dataset_card(out_dir: str | os.PathLike, **kwargs) -> Path:

@@ -81,8 +81,13 @@ def _build(builder_cls, o, *, source: str, annotations, images, min_box_frac: fl
         from mimic.errors import InfeasibleError
 
         raise InfeasibleError(f"no config of {', '.join(o.configs)} can be built from {annotations}")
+    from mimic.builders.categories import left_out_categories, listing_categories
+
+    listed = "listing" in tables and index is not None
     card = write_dataset_card(
-        o.out, pretty_name=pretty_name, summary=summary, repo_id=o.repo_id,
+        o.out, listing_categories=listing_categories(index, getattr(o, "include_catch_all", False)) if listed else None,
+        left_out_categories=left_out_categories(index) if listed and not getattr(o, "include_catch_all", False) else None,
+        pretty_name=pretty_name, summary=summary, repo_id=o.repo_id,
         build_command="mimic " + " ".join(shlex.quote(a) for a in sys.argv[1:]),
     )
     print("\n" + format_table1(tables))

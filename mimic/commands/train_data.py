@@ -100,8 +100,13 @@ def run_build_train(o: BuildTrainOptions) -> int:
         raise InfeasibleError(f"no task of {', '.join(o.tasks)} can be built from {annotations}")
     if missing:
         print(f"skipped {len(missing)} images listed in the annotations but missing on disk, e.g. {missing[:3]}")
+    from mimic.builders.categories import left_out_categories, listing_categories
+
+    listed = "listing" in tables and index is not None
     card = write_dataset_card(
-        o.out, pretty_name="MIMIC training set", template="train.md", all_config=True, repo_id=o.repo_id,
+        o.out, listing_categories=listing_categories(index, o.include_catch_all) if listed else None,
+        left_out_categories=left_out_categories(index) if listed and not o.include_catch_all else None,
+        pretty_name="MIMIC training set", template="train.md", all_config=True, repo_id=o.repo_id,
         summary=f"Multi-image training conversations from {o.source} annotations.",
         build_command="mimic " + " ".join(shlex.quote(a) for a in sys.argv[1:]),
     )
