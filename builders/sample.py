@@ -13,7 +13,7 @@ from dataclasses import dataclass, fields
 __all__ = ["Sample", "GENERATOR_VERSION", "sample_id"]
 
 # Bump when a change to generation makes the same (annotations, config, seed) give different samples.
-GENERATOR_VERSION = "1.0.0"
+GENERATOR_VERSION = "1.1.0"  # 1.1: natural Odd-One scenes, Listing without catch-alls, partial grids
 
 
 @dataclass

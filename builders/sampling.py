@@ -40,6 +40,7 @@ class ImagePicker:
         self._free_exact: dict[frozenset, np.ndarray] = {}
         self._category_usable: dict[str, np.ndarray] = {}
         self._present: dict[int, np.ndarray] = {}
+        self._instances: dict[int, int] = {}
         self._scenes: dict[frozenset[int], np.ndarray] | None = None
 
     # ---------------------------------------------------------------- per-image facts
@@ -57,6 +58,13 @@ class ImagePicker:
     def is_eligible(self, i: int, c: int) -> bool:
         j = self.index.row(i, c)
         return j >= 0 and bool(self._ok_rows[j])
+
+    def instances(self, i: int) -> int:
+        """Non-crowd instances of every class in image i."""
+        hit = self._instances.get(i)
+        if hit is None:
+            hit = self._instances[i] = int(self.index.row_count[self.index.rows_of(i)].sum())
+        return hit
 
     def num_free(self, c: int) -> int:
         return self.index.num_images - len(self.present(c))

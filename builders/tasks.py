@@ -197,6 +197,9 @@ def common(picker: ImagePicker, rng: np.random.Generator, cell: dict, config: st
 _ODD_IMAGE_TRIES = 20
 # Random images drawn per other-image slot before the exact search over the scene groups.
 _ODD_SLOT_TRIES = 24
+# Fitting images compared per slot, and how often the less crowded one is taken (else the first found).
+_ODD_SLOT_CHOICES = 2
+_ODD_PREFER_QUIET = 0.5
 # Largest class universe whose sub-scenes are enumerated exactly (2^12 lookups at most).
 _ODD_EXACT_MAX_CLASSES = 12
 
@@ -249,24 +252,36 @@ def _odd_one_others(picker: ImagePicker, rng, odd: int, odd_image: int, n: int, 
                     return False
             return True
 
+        # The last image would make every other image show one identical class set: a sample a model can
+        # solve by spotting the image that looks different. Take such an image only when nothing else fits.
+        sets = {picker.classes(i) for i in chosen}
+        same = next(iter(sets)) if left == 0 and len(sets) == 1 else None
+
+        def varied(i: int, fits=fits, same=same) -> bool:
+            return fits(i) and picker.classes(i) != same
+
         short = [x for x, v in counts.items() if v < need]
         hubs = short or list(counts)
         got = None
-        if hubs:
-            for _ in range(_ODD_SLOT_TRIES):
-                x = hubs[int(rng.integers(len(hubs)))]
-                present = picker.present(x)
+        found: list[int] = []
+        for _ in range(_ODD_SLOT_TRIES):
+            if hubs:
+                present = picker.present(hubs[int(rng.integers(len(hubs)))])
                 i = int(present[rng.integers(len(present))])
-                if fits(i):
-                    got = i
-                    break
-        else:  # the odd image holds only the odd class: the first other image sets the scene
-            for _ in range(_ODD_SLOT_TRIES):
+            else:  # the odd image holds only the odd class: the first other image sets the scene
                 i = int(rng.integers(picker.index.num_images))
-                if fits(i):
-                    got = i
+            if varied(i):
+                found.append(i)
+                if len(found) == _ODD_SLOT_CHOICES:
                     break
+        if found:
+            # The less crowded of two fitting images: posting lists favour busy scenes (a class is more
+            # likely to be in an image with many objects), which would push instances per query far above
+            # the paper's.
+            got = min(found, key=picker.instances) if rng.random() < _ODD_PREFER_QUIET else found[0]
         if got is None:
+            got = _odd_one_exact(picker, rng, counts, short, varied)
+        if got is None and same is not None:
             got = _odd_one_exact(picker, rng, counts, short, fits)
         if got is None:
             return None

@@ -9,6 +9,7 @@ import pytest
 import torch
 from conftest import build_demo_folder
 
+from mimic.builders.sample import GENERATOR_VERSION
 from mimic.errors import ConfigError
 from mimic.eval.api import Request, create_model
 from mimic.eval.data import load_config
@@ -53,7 +54,7 @@ def test_tiny_llava_onevision_end_to_end(bench, cache, tiny, tmp_path):
     assert adapter["model_class"] == "LlavaOnevisionForConditionalGeneration"
     assert adapter["processor_class"] == "PilLlavaOnevisionProcessor"
     assert (adapter["dtype"], adapter["device"], adapter["family"]) == ("float32", "cpu", "llava_onevision")
-    assert results["run"]["generator_version"] == ["1.0.0"] and results["run"]["model"] == spec
+    assert results["run"]["generator_version"] == [GENERATOR_VERSION] and results["run"]["model"] == spec
     assert {c: s["n"] for c, s in results["configs"].items()} == {"counting_balanced": 3, "listing": 3}
     on_disk = json.loads((tmp_path / "run" / "results.json").read_text())
     assert on_disk["table4"] == results["table4"]
