@@ -140,3 +140,38 @@ def test_tasks_live_in_the_project_registry():
     assert TASKS.names() == ["counting", "listing", "common", "odd_one"]
     with pytest.raises(UnknownNameError, match="Did you mean 'odd_one'"):
         TASKS.get("odd-one")
+
+
+@pytest.mark.shared_data
+def test_broad_and_mixed_open_images_nodes_are_left_out(tmp_path):
+    from mimic.builders.categories import listing_categories
+    from mimic.builders.sources.openimages import read_openimages
+
+    sample = need(SHARED_DATA / "openimages-sample")
+    boxes = tmp_path / "boxes.csv"
+    boxes.write_text("ImageID,Source,LabelName,Confidence,XMin,XMax,YMin,YMax,IsOccluded,IsTruncated,IsGroupOf,"
+                     "IsDepiction,IsInside\na,xclick,/m/0k4j,1,0,1,0,1,0,0,0,0,0\n")
+    index = read_openimages(boxes, sample / "class-descriptions-boxable.csv", sample / "bbox_labels_600_hierarchy.json")
+    out = left_out_categories(index)
+    # Mixed levels: the members are mostly categories themselves (a person names the dog, not the mammal).
+    assert {"animal", "vehicle", "kitchenware"} <= set(out)
+    # Named broad or mixed nodes.
+    assert {"tool", "personal care", "bear", "container"} <= set(out)
+    kept = listing_categories(index)
+    assert {"land vehicle", "fruit", "musical instrument", "bird", "furniture"} <= set(kept)
+    assert not set(out) & set(kept)
+    assert set(listing_categories(index, include_catch_all=True)) == set(index.categories)
+
+
+@pytest.mark.shared_data
+def test_a_config_with_no_buildable_cell_fails_alone(tmp_path, capsys):
+    need(MINI_ANN)
+    out = tmp_path / "bench"
+    # Boxes covering 70% of the image: no class has three such images, so Common cannot be built at all.
+    args = ["build", "bench", "--coco-annotations", str(MINI_ANN), "--coco-images", str(MINI_IMAGES), "--out",
+            str(out), "--configs", "common", "listing", "--num", "6", "--min-box-frac", "0.7", "--no-progress"]
+    assert main(args) == 1
+    errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and errors[0].startswith("error: common: none of its 6 control cells")
+    assert list((out / "listing").glob("*.parquet")) and not list((out / "common").glob("*.parquet"))
+    assert "listing" in (out / "README.md").read_text()

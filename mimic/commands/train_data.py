@@ -70,6 +70,7 @@ def run_build_train(o: BuildTrainOptions) -> int:
         raise ConfigError("--oi-boxes and --oi-images are required (or --source synthetic)")
     index = missing = None
     tables = {}
+    failed = []
     for task in o.tasks:
         builder = MimicTrain(
             config_name=task, source=o.source, annotations=annotations, oi_classes=o.oi_classes,
@@ -86,6 +87,7 @@ def run_build_train(o: BuildTrainOptions) -> int:
             if o.strict:
                 raise
             print(f"error: {e}", file=sys.stderr)  # this task cannot be built; the others still are
+            failed.append(task)
             index, missing = builder.load_index(), builder.missing_image_ids
             continue
         index, missing = builder.load_index(), builder.missing_image_ids
@@ -112,7 +114,7 @@ def run_build_train(o: BuildTrainOptions) -> int:
     )
     print("\n" + format_table1(tables))
     print(f"\nwrote {o.out} (card: {card})")
-    return 0
+    return 1 if failed else 0  # the tasks that could be built are in the folder
 
 
 @dataclass
