@@ -341,6 +341,7 @@ class AnnotationIndex:
         per_class_instances = np.bincount(self.row_class, weights=self.row_count, minlength=self.num_classes)
         return {
             "source": self.source,
+            "source_split": self.source_split,
             "images": self.num_images,
             "images_without_annotations": int(np.sum(np.diff(self.image_ptr) == 0)),
             "classes": self.num_classes,
@@ -364,7 +365,7 @@ class AnnotationIndex:
     def format_summary(self, min_box_frac: float = DEFAULT_MIN_BOX_FRAC, max_classes: int = 20) -> str:
         s = self.summary(min_box_frac)
         lines = [
-            f"source      {s['source']}",
+            f"source      {s['source']}" + (f" ({self.source_split})" if self.source_split else ""),
             f"images      {s['images']:,} ({s['images_without_annotations']:,} without annotations)",
             f"classes     {s['classes']:,} in {s['categories']:,} categories",
             f"instances   {s['instances']:,} non-crowd over {s['rows']:,} (image, class) rows",

@@ -41,6 +41,7 @@ class ImagePicker:
         self._category_usable: dict[str, np.ndarray] = {}
         self._present: dict[int, np.ndarray] = {}
         self._instances: dict[int, int] = {}
+        self._memo: dict = {}
         self._scenes: dict[frozenset[int], np.ndarray] | None = None
 
     # ---------------------------------------------------------------- per-image facts
@@ -58,6 +59,13 @@ class ImagePicker:
     def is_eligible(self, i: int, c: int) -> bool:
         j = self.index.row(i, c)
         return j >= 0 and bool(self._ok_rows[j])
+
+    def memo(self, key, make):
+        """`make()` computed once per picker under `key` (pools a generator rebuilds on every attempt)."""
+        hit = self._memo.get(key)
+        if hit is None:
+            hit = self._memo[key] = make()
+        return hit
 
     def instances(self, i: int) -> int:
         """Non-crowd instances of every class in image i."""

@@ -211,7 +211,10 @@ def odd_one(picker: ImagePicker, rng: np.random.Generator, cell: dict, config: s
     images (the rule), while the other images keep their own, varied, extra classes."""
     n = cell["num_images"]
     need = (n + 1) // 2  # every class other than the odd one must be in at least this many images
-    pool = [c for c in range(picker.index.num_classes) if len(picker.eligible(c)) and picker.num_free(c) >= n - 1]
+    pool = picker.memo(
+        ("odd_one_pool", n),
+        lambda: [c for c in range(picker.index.num_classes) if len(picker.eligible(c)) and picker.num_free(c) >= n - 1],
+    )
     if not pool:
         raise InfeasibleError(
             f"{config}: no class has an eligible image (min_box_frac {picker.min_box_frac}) and {n - 1} images "
@@ -234,28 +237,25 @@ def _odd_one_others(picker: ImagePicker, rng, odd: int, odd_image: int, n: int, 
     counts = Counter(picker.classes(odd_image) - {odd})
     chosen: list[int] = []
     taken = {odd_image}
+    num_images = picker.index.num_images
     for slot in range(n - 1):
         left = n - 2 - slot  # slots still open after this one
-
-        def fits(i: int, left=left) -> bool:
-            if i in taken:
-                return False
-            here = picker.classes(i)
-            if not here or odd in here:
-                return False
-            # After adding image i, every class must still be able to reach `need` with the slots left.
-            for x in here:
-                if need - counts[x] - 1 > left:
-                    return False
-            for x, v in counts.items():
-                if x not in here and need - v > left:
-                    return False
-            return True
-
+        # After adding this slot's image, every class must still be able to reach `need` with the slots left:
+        # the classes short by more than `left` must be in it, and once `need - 1 > left` it may bring no
+        # new class (a new class would stay short).
+        if any(need - v > left + 1 for v in counts.values()):
+            return None
+        must = frozenset(x for x, v in counts.items() if need - v > left)
+        known = frozenset(counts)
+        closed = need - 1 > left
         # The last image would make every other image show one identical class set: a sample a model can
         # solve by spotting the image that looks different. Take such an image only when nothing else fits.
         sets = {picker.classes(i) for i in chosen}
         same = next(iter(sets)) if left == 0 and len(sets) == 1 else None
+
+        def fits(i: int, must=must, known=known, closed=closed) -> bool:
+            here = picker.classes(i)
+            return bool(here) and i not in taken and odd not in here and must <= here and (not closed or here <= known)
 
         def varied(i: int, fits=fits, same=same) -> bool:
             return fits(i) and picker.classes(i) != same
@@ -264,20 +264,21 @@ def _odd_one_others(picker: ImagePicker, rng, odd: int, odd_image: int, n: int, 
         hubs = short or list(counts)
         got = None
         found: list[int] = []
-        for _ in range(_ODD_SLOT_TRIES):
+        draws = rng.random((_ODD_SLOT_TRIES, 2)).tolist()  # one numpy call for the slot's random draws
+        for u, w in draws:
             if hubs:
-                present = picker.present(hubs[int(rng.integers(len(hubs)))])
-                i = int(present[rng.integers(len(present))])
+                present = picker.present(hubs[int(u * len(hubs))])
+                i = int(present[int(w * len(present))])
             else:  # the odd image holds only the odd class: the first other image sets the scene
-                i = int(rng.integers(picker.index.num_images))
+                i = int(w * num_images)
             if varied(i):
                 found.append(i)
                 if len(found) == _ODD_SLOT_CHOICES:
                     break
         if found:
-            # The less crowded of two fitting images: posting lists favour busy scenes (a class is more
-            # likely to be in an image with many objects), which would push instances per query far above
-            # the paper's.
+            # The less crowded of two fitting images, half of the time: posting lists favour busy scenes (a
+            # class is more likely to be in an image with many objects), which would push the instances per
+            # query far above the paper's.
             got = min(found, key=picker.instances) if rng.random() < _ODD_PREFER_QUIET else found[0]
         if got is None:
             got = _odd_one_exact(picker, rng, counts, short, varied)
