@@ -120,6 +120,10 @@ def test_build_bench_on_coco_mini_builds_the_feasible_cells(tmp_path, capsys):
     assert record["parameters"]["source_split"] == "val2017"
     card = (out / "README.md").read_text()
     assert "## Control cells not built" in card and "`val2017`" in card
+    import pyarrow.parquet as pq
+
+    rows = pq.read_table(next((out / "odd_one").glob("*.parquet")), columns=["source", "source_split"]).to_pylist()
+    assert rows and all(r == {"source": "coco", "source_split": "val2017"} for r in rows)
     assert main([*args[:-3], "--num", "24", "--strict", "--no-progress", "--out", str(tmp_path / "strict")]) == 2
     assert "counting_balanced" in capsys.readouterr().err
 

@@ -101,14 +101,17 @@ class StatsOptions:
 
 @command("stats", StatsOptions)
 def run_stats(o: StatsOptions) -> int:
-    """Print the paper's Table 1 rows (queries, images, instances and images per query, words) for a set."""
+    """Print the paper's Table 1 rows (queries, images, instances and images per query, words) for a set,
+    and the control cells `mimic generate` skipped for it (recorded in FILE.grid.json)."""
     from mimic.builders.generate import read_jsonl
     from mimic.builders.stats import format_table1, table1
 
     rows = read_jsonl(o.file)
     index = load_index(o.source, o.annotations) if o.annotations else None
     print(format_table1(table1(rows, index)))
-    print(format_grid(o.file))
+    grid = format_grid(o.file)
+    if grid:
+        print(grid)
     return 0
 
 
