@@ -196,7 +196,7 @@ def common(picker: ImagePicker, rng: np.random.Generator, cell: dict, config: st
 # classes whose images are hard to complete are not under-drawn).
 _ODD_IMAGE_TRIES = 20
 # Random images drawn per other-image slot before the exact search over the scene groups.
-_ODD_SLOT_TRIES = 24
+_ODD_SLOT_TRIES = 12
 # Fitting images compared per slot, and how often the less crowded one is taken (else the first found).
 _ODD_SLOT_CHOICES = 2
 _ODD_PREFER_QUIET = 0.5
@@ -226,7 +226,8 @@ def odd_one(picker: ImagePicker, rng: np.random.Generator, cell: dict, config: s
         # Of three eligible images, the one with the fewest classes: crowded scenes (a dining table with a
         # dozen classes) rarely have n - 1 companions sharing every class, so they would starve their odd
         # classes, and they pull the instances per query far above the paper's 20.7.
-        odd_image = min((int(eligible[j]) for j in rng.integers(len(eligible), size=3)), key=lambda i: len(picker.classes(i)))
+        picks = (int(eligible[int(u * len(eligible))]) for u in rng.random(3).tolist())
+        odd_image = min(picks, key=lambda i: len(picker.classes(i)))
         others = _odd_one_others(picker, rng, odd, odd_image, n, need)
         if others is not None:
             return Draft([odd_image] + others, [odd], _category_of(picker, odd))

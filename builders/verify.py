@@ -135,7 +135,7 @@ def check_sample(index: AnnotationIndex, sample, min_box_frac: float = DEFAULT_M
     if list(row["file_names"]) != [str(index.file_names[p]) for p in positions]:
         problems.append("file_names do not match the index")
     names = list(row["target_classes"])
-    unknown_cls = [c for c in names if c not in set(index.class_names)]
+    unknown_cls = [c for c in names if c not in index.class_to_id]
     if unknown_cls:
         return problems + [f"unknown target classes {unknown_cls}"]
     ids = row["image_ids"]
