@@ -1,7 +1,8 @@
 """Benchmark configs: which task, which controls, how many queries at each scale.
 
 A config is a grid of control cells; sample number k is drawn in cell `k % len(cells)`, so every
-cell gets the same share of queries and a sample's controls follow from its number alone. A control
+cell gets the same share of queries and a sample's controls follow from its number alone (cells the
+annotations cannot meet are skipped and their samples redistributed: `generate.iter_samples`). A control
 left as None in a cell is drawn by the sample's rng within its allowed range. User overrides replace
 the matching control in every cell (and derived ones are recomputed), so "spread 3, 10 distractors,
 k = 2" yields exactly that.

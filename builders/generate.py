@@ -1,8 +1,9 @@
 """Generate a benchmark config from an annotation index: draft, shuffle, phrase, verify.
 
 Sample number k of a config gets its own rng, seeded from (seed, config, k), and its controls from
-cell `k % len(cells)`, so any sample can be regenerated alone and the output depends only on
-(annotations, config, overrides, seed). Every sample is re-checked by the independent verifier.
+cell `k % len(cells)` (or the next cell that can be built, when the annotations cannot meet that one), so
+the output depends only on (annotations, config, overrides, seed). Every sample is re-checked by the
+independent verifier.
 """
 
 from __future__ import annotations
