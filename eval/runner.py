@@ -24,13 +24,13 @@ import json
 import logging
 import os
 import platform
-import tempfile
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from mimic.atomic import atomic_path
 from mimic.errors import ConfigError
 from mimic.eval.aggregate import AggregateSettings, summarize_run
 from mimic.eval.api import ModelAdapter, Request, create_model, parse_model_spec
@@ -103,25 +103,10 @@ def default_label(spec: str) -> str:
 
 
 def write_json_atomic(path: str | os.PathLike, data: Any) -> None:
-    """Write `data` as JSON to a temporary file beside `path`, then rename it into place."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(data, f, indent=2, sort_keys=False, allow_nan=False)
-            f.write("\n")
-        # mkstemp creates the file private (0600); a results file is as readable as any other output.
-        os.chmod(tmp, 0o666 & ~_umask())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
+    """Write `data` as JSON atomically and durably (`mimic.atomic.atomic_path`)."""
+    with atomic_path(path) as tmp, open(tmp, "w") as f:
+        json.dump(data, f, indent=2, sort_keys=False, allow_nan=False)
+        f.write("\n")
 
 
 def _now() -> str:
