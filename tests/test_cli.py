@@ -44,3 +44,20 @@ def test_unknown_config_is_a_usage_error(capsys):
         main(["generate", "--config", "countin", "--out", "x.jsonl"])
     assert done.value.code == 2
     assert "invalid choice: 'countin'" in capsys.readouterr().err
+
+
+def test_source_names_match_the_library():
+    from mimic.builders.reading import SOURCES
+    from mimic.commands.data import SOURCES as CLI_SOURCES
+
+    assert tuple(CLI_SOURCES) == SOURCES
+
+
+def test_the_library_reads_annotations_without_the_cli():
+    # The builders read annotations through mimic.builders, never through the command modules.
+    import subprocess
+    import sys
+
+    code = ("import sys, mimic.builders.mimic_bench, mimic.builders.mimic_train; "
+            "sys.exit(any(m.startswith('mimic.commands') or m == 'mimic.cli' for m in sys.modules))")
+    assert subprocess.run([sys.executable, "-c", code]).returncode == 0
