@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
 import pyarrow as pa
@@ -25,8 +26,9 @@ from tqdm.auto import tqdm
 
 from mimic.atomic import atomic_path
 from mimic.builders.sample import GENERATOR_VERSION
+from mimic.errors import DataError
 
-__all__ = ["materialize", "plan_shards", "read_build_records", "image_keys", "load_split", "DEFAULT_MAX_SHARD_BYTES", "RECORD_DIR"]
+__all__ = ["materialize", "plan_shards", "read_build_records", "image_keys", "load_split", "split_names", "check_parquet_files", "DEFAULT_MAX_SHARD_BYTES", "RECORD_DIR"]
 
 DEFAULT_MAX_SHARD_BYTES = 500 * 1024 * 1024
 RECORD_DIR = ".mimic"
@@ -104,7 +106,6 @@ def materialize(
     out_dir = Path(out_dir)
     name = builder.config.name
     config_dir = out_dir / name
-    config_dir.mkdir(parents=True, exist_ok=True)
     features = builder.info.features
     schema = features.arrow_schema
     features_json = json.dumps(features.to_dict(), sort_keys=True)
@@ -127,6 +128,8 @@ def materialize(
             total += file_size[f]
         sizes.append(total)
     ranges = plan_shards(sizes, max_shard_bytes)
+    # Created only now: bad annotations or a wrong images folder leave no empty output folder behind.
+    config_dir.mkdir(parents=True, exist_ok=True)
     n = len(ranges)
     wanted = {f"{split}-{k:05d}-of-{n:05d}.parquet" for k in range(n)}
     # Shards of an earlier plan (another size or sharding) would be read alongside ours: remove them.
@@ -194,9 +197,8 @@ def image_keys(folder: str | os.PathLike) -> set[tuple[str, str]]:
     keys: set[tuple[str, str]] = set()
     files = sorted(Path(folder).glob("*/*.parquet"))
     if not files:
-        from mimic.errors import ConfigError
-
-        raise ConfigError(f"{folder}: no parquet shards found (expected <config>/<split>-*.parquet)")
+        raise DataError(f"{folder}: no parquet shards found (expected <config>/<split>-*.parquet)")
+    check_parquet_files([str(f) for f in files], ("source", "image_ids"))
     for path in files:
         table = pq.read_table(path, columns=["source", "image_ids"])
         for source, ids in zip(table.column("source").to_pylist(), table.column("image_ids").to_pylist(), strict=True):
@@ -204,21 +206,69 @@ def image_keys(folder: str | os.PathLike) -> set[tuple[str, str]]:
     return keys
 
 
-def load_split(data: str, config: str | None, split: str = "test", cache_dir: str | None = None):
+def _data_files(data: str, config: str | None) -> dict[str, list[str]]:
+    """The data files of each split of `config` in a local folder, as its card (or the folder layout) says."""
+    from datasets import load_dataset_builder
+
+    try:
+        files = load_dataset_builder(data, config).config.data_files or {}
+    except (FileNotFoundError, ValueError) as err:  # no data files, a config the card lacks, mixed formats
+        raise DataError(f"{data}: not a readable dataset folder for config {config!r} ({err})") from None
+    return {str(split): list(paths) for split, paths in files.items()}
+
+
+def check_parquet_files(files: list[str], columns: Sequence[str] = (), what: str = "a MIMIC dataset") -> None:
+    """Raise DataError naming the first file that is not a readable parquet file or lacks one of `columns`.
+
+    Only the footers are read, so this is cheap enough to run on every folder before any row is.
+    """
+    for path in files:
+        if not str(path).endswith(".parquet"):
+            raise DataError(f"{path}: not a parquet file; {what} folder holds <config>/<split>-*.parquet")
+        try:
+            names = set(pq.read_schema(path).names)
+        except (pa.ArrowInvalid, OSError) as err:
+            raise DataError(f"{path}: not a readable parquet file ({err})") from None
+        missing = [c for c in columns if c not in names]
+        if missing:
+            raise DataError(f"{path}: missing column(s) {', '.join(missing)}: not {what} (its columns: "
+                            f"{', '.join(sorted(names)) or 'none'})")
+
+
+def load_split(data: str, config: str | None, split: str = "test", cache_dir: str | None = None,
+               columns: Sequence[str] = ()):
     """`load_dataset(data, config, split=split)`, reading a local folder by its files' paths.
 
     `load_dataset(folder, config)` caches the converted arrow data under the folder's *base name* and the
     card's relative file patterns, so two folders both called "bench" (or one rebuilt in place) would share
     a cache entry and the second would silently return the first's rows. With explicit data files the
     cache key holds their absolute paths and modification times. A Hub id is cached by its revision.
+
+    `columns`: columns the caller needs; a local folder's files are checked for them (and for being
+    parquet at all) before anything is loaded, a Hub dataset once loaded. Raises DataError naming the
+    folder or file at fault.
     """
-    from datasets import load_dataset, load_dataset_builder
+    from datasets import load_dataset
 
     if not os.path.isdir(data):
-        return load_dataset(data, config, split=split, cache_dir=cache_dir)
-    files = (load_dataset_builder(data, config).config.data_files or {}).get(split)
+        ds = load_dataset(data, config, split=split, cache_dir=cache_dir)
+        missing = [c for c in columns if c not in ds.column_names]
+        if missing:
+            raise DataError(f"{data} (config {config!r}): missing column(s) {', '.join(missing)}: not a MIMIC dataset")
+        return ds
+    splits = _data_files(data, config)
+    files = splits.get(split)
     if not files:
-        from mimic.errors import ConfigError
-
-        raise ConfigError(f"{data}: config {config!r} has no {split!r} split")
+        raise DataError(f"{data}: config {config!r} has no {split!r} split (its splits: "
+                        f"{', '.join(splits) or 'none'})")
+    check_parquet_files(files, columns)
     return load_dataset("parquet", data_files={split: list(files)}, split=split, cache_dir=cache_dir)
+
+
+def split_names(data: str, config: str | None) -> list[str]:
+    """The splits of `config` of a local folder (by its card) or a Hub dataset."""
+    if os.path.isdir(data):
+        return list(_data_files(data, config))
+    from datasets import get_dataset_split_names
+
+    return list(get_dataset_split_names(data, config))

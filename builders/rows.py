@@ -6,12 +6,45 @@ builder's module for its streaming-aware versions, which cost more than the file
 
 from __future__ import annotations
 
+import dataclasses
 import os
+import typing
+from collections.abc import Iterable, Sequence
 
 from mimic.builders.sample import Sample
-from mimic.errors import AnnotationError
+from mimic.errors import AnnotationError, DataError
 
-__all__ = ["example_from_sample", "ImageBytes"]
+__all__ = ["example_from_sample", "ImageBytes", "check_rows", "SAMPLE_FIELDS", "STATS_FIELDS"]
+
+# Every field of a generated sample (`mimic generate` writes them all); the verifier reads nearly all.
+SAMPLE_FIELDS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(Sample) if f.name != "generator_version")
+# What Table 1 statistics read.
+STATS_FIELDS: tuple[str, ...] = ("config", "source", "image_ids", "num_images", "question")
+_HINTS = typing.get_type_hints(Sample)
+
+
+def _has_type(value, tp) -> bool:
+    origin = typing.get_origin(tp)
+    if origin is list:
+        (elem,) = typing.get_args(tp)
+        return isinstance(value, list) and all(_has_type(v, elem) for v in value)
+    if tp is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    return isinstance(value, tp)
+
+
+def check_rows(rows: Iterable, path: str | os.PathLike, fields: Sequence[str] = SAMPLE_FIELDS) -> None:
+    """Raise DataError naming the file, the row and the field when a row lacks one of `fields` or holds a
+    value of the wrong type (by `Sample`'s annotations), before anything reads the rows."""
+    for k, row in enumerate(rows, 1):
+        if not isinstance(row, dict):
+            raise DataError(f"{path}: row {k} is a JSON {type(row).__name__}, not an object with sample fields")
+        for name in fields:
+            where = f"{path}: row {k} ({row.get('id', 'no id')!s})"
+            if name not in row:
+                raise DataError(f"{where}: missing field {name!r}; was it written by `mimic generate`?")
+            if name in _HINTS and not _has_type(row[name], _HINTS[name]):
+                raise DataError(f"{where}: field {name!r} is {row[name]!r}, expected {_HINTS[name]}")
 
 
 class ImageBytes:

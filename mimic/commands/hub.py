@@ -6,7 +6,7 @@ import shlex
 import sys
 from dataclasses import dataclass
 
-from mimic.cli import command, opt
+from mimic.cli import check_paths, command, opt
 from mimic.commands.data import BENCH_CONFIG_NAMES as CONFIG_NAMES
 
 
@@ -79,6 +79,7 @@ def run_build_bench(o: BuildBenchOptions) -> int:
     """
     from mimic.builders.mimic_bench import MimicBench
 
+    check_paths(("--coco-annotations", o.coco_annotations, "file"), ("--coco-images", o.coco_images, "folder"))
     _build(MimicBench, o, source="coco", annotations=o.coco_annotations, images=o.coco_images,
            min_box_frac=o.min_box_frac, pretty_name="MIMIC benchmark",
            summary="The MIMIC evaluation benchmark, generated from MS-COCO annotations.")
@@ -94,6 +95,7 @@ def run_build_demo(o: BuildDemoOptions) -> int:
 
     annotations = images = None
     if o.world is not None:
+        check_paths(("--world", o.world, "path"))
         p = Path(o.world)
         annotations = p / "annotations.json" if p.is_dir() else p
         images = annotations.parent / "images"
@@ -132,19 +134,19 @@ class ShowOptions:
     rows: int = opt(2, help="Rows to print per config.")
 
 
+SHOW_COLUMNS = ("images", "question", "answer", "num_images", "num_query_images", "num_distractors")
+
+
 @command("show", ShowOptions)
 def run_show(o: ShowOptions) -> int:
     """Load a MIMIC dataset (benchmark or training folder, or a Hub id) and print a few rows of each config."""
-    from datasets import load_dataset_builder
+    from mimic.eval.data import config_splits, load_config, resolve_configs
 
-    from mimic.eval.data import config_names, load_config
-
-    names = o.configs or config_names(o.data)
-    for name in names:
-        splits = load_dataset_builder(o.data, name).config.data_files or {}
+    for name in resolve_configs(o.data, o.configs):
+        splits = config_splits(o.data, name)
         split = "test" if "test" in splits else next(iter(splits), "test")
         # load_config reads a local folder by its file paths: a folder rebuilt in place is never served stale.
-        ds = load_config(o.data, name, split)
+        ds = load_config(o.data, name, split, columns=SHOW_COLUMNS)
         print(f"\n== {name}: {len(ds)} rows ==")
         for row in ds.select(range(min(o.rows, len(ds)))):
             sizes = ", ".join(f"{im.width}x{im.height}" for im in row["images"][:3])

@@ -7,7 +7,7 @@ import shlex
 import sys
 from dataclasses import dataclass
 
-from mimic.cli import command, opt
+from mimic.cli import check_paths, command, opt
 from mimic.commands.data import TRAIN_TASK_NAMES as TASKS
 
 
@@ -63,6 +63,10 @@ def run_build_train(o: BuildTrainOptions) -> int:
         images = str(Path(annotations).parent / "images")
     elif o.source != "synthetic" and (annotations is None or images is None):
         raise ConfigError("--oi-boxes and --oi-images are required (or --source synthetic)")
+    checks = [("--oi-boxes", o.oi_boxes, "file"), ("--oi-images", o.oi_images, "folder"),
+              ("--oi-classes", o.oi_classes, "file"), ("--oi-hierarchy", o.oi_hierarchy, "file"),
+              ("--world", o.world, "path")]
+    check_paths(*[(flag, value, kind) for flag, value, kind in checks if value is not None])
     index = missing = None
     tables = {}
     for task in o.tasks:
