@@ -8,7 +8,9 @@ Layout (what `push_to_hub` writes and `load_dataset(folder_or_repo, config)` rea
 
 Shard boundaries come from the planned samples and the image file sizes, before anything is written,
 so a rerun after an interruption recomputes the same plan, keeps every finished shard whose
-fingerprint matches and writes only the rest. A shard is written to a temporary name and renamed
+fingerprint matches and writes only the rest. A fingerprint covers everything in the shard (rows, image
+bytes by digest, generator version, features; see `shard_fingerprint`), so a rebuild after a source image
+or an answer changed rewrites exactly the shards that hold it. A shard is written to a temporary name and renamed
 into place, so a half-written shard never carries a final name.
 """
 
@@ -20,6 +22,7 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
+import orjson
 import pyarrow as pa
 import pyarrow.parquet as pq
 from tqdm.auto import tqdm
@@ -28,7 +31,7 @@ from mimic.atomic import atomic_path
 from mimic.builders.sample import GENERATOR_VERSION
 from mimic.errors import DataError
 
-__all__ = ["materialize", "plan_shards", "read_build_records", "image_keys", "load_split", "split_names", "check_parquet_files", "DEFAULT_MAX_SHARD_BYTES", "RECORD_DIR"]
+__all__ = ["materialize", "plan_shards", "read_build_records", "image_keys", "load_split", "shard_fingerprint", "split_names", "check_parquet_files", "DEFAULT_MAX_SHARD_BYTES", "RECORD_DIR"]
 
 DEFAULT_MAX_SHARD_BYTES = 500 * 1024 * 1024
 RECORD_DIR = ".mimic"
@@ -49,11 +52,35 @@ def plan_shards(sizes: list[int], max_shard_bytes: int) -> list[tuple[int, int]]
     return ranges
 
 
-def _fingerprint(ids: list[str], features_json: str) -> str:
+def _canonical_row(row: dict, read) -> bytes:
+    """A row as fingerprint input: every column as written, image bytes replaced by their SHA-256 digests.
+
+    The digests come from `read` (an `ImageBytes`), which takes them as it reads the files for the shard.
+    """
+    canon = {}
+    for key, value in row.items():
+        if isinstance(value, list) and value and isinstance(value[0], dict) and "bytes" in value[0]:
+            value = [{"path": im["path"], "sha256": read.digest(im["path"]).hex()} for im in value]
+        canon[key] = value
+    return orjson.dumps(canon, option=orjson.OPT_SORT_KEYS | orjson.OPT_SERIALIZE_NUMPY)
+
+
+def _hasher(features_json: str) -> hashlib._Hash:
     h = hashlib.sha256()
-    h.update(f"{GENERATOR_VERSION}\x1e{features_json}\x1e".encode())
-    for i in ids:
-        h.update(i.encode() + b"\x1f")
+    h.update(f"mimic.shard/2\x1e{GENERATOR_VERSION}\x1e{features_json}\x1e".encode())
+    return h
+
+
+def shard_fingerprint(rows, read, features_json: str) -> str:
+    """What a shard holds, as one digest: the generator version, the features, and every row's columns
+    (answers, controls, question, ...) with the image bytes by digest, in order.
+
+    Two shards with the same fingerprint hold the same rows; a changed image file, answer or control,
+    another generator version or another schema changes it.
+    """
+    h = _hasher(features_json)
+    for row in rows:
+        h.update(_canonical_row(row, read) + b"\x1d")
     return h.hexdigest()
 
 
@@ -75,9 +102,9 @@ def _writer_options(schema: pa.Schema) -> dict:
     }
 
 
-def _shard_fingerprint(path: Path) -> str | None:
+def _stored_fingerprint(path: Path) -> str | None:
     try:
-        meta = pq.read_schema(path).metadata or {}
+        meta = pq.read_metadata(path).metadata or {}
     except (pa.ArrowInvalid, OSError):
         return None
     raw = meta.get(_SHARD_META)
@@ -143,19 +170,26 @@ def materialize(
     bar = tqdm(total=len(samples), desc=f"{name}: embedding images", unit="row", disable=not progress)
     for k, (lo, hi) in enumerate(ranges):
         path = config_dir / f"{split}-{k:05d}-of-{n:05d}.parquet"
-        ids = [s.id for s in samples[lo:hi]]
-        fp = _fingerprint(ids, features_json)
-        if path.exists() and _shard_fingerprint(path) == fp:
+        stored = _stored_fingerprint(path) if path.exists() else None
+        # A finished shard is kept only if its content would be the same: its rows are recomputed (and its
+        # images read and digested; they stay cached for the rewrite when they differ).
+        if stored is not None and stored == shard_fingerprint(
+            (builder.example(s, read) for s in samples[lo:hi]), read, features_json
+        ):
             skipped += 1
             bar.update(hi - lo)
             continue
-        shard_schema = schema.with_metadata({**(schema.metadata or {}), _SHARD_META: json.dumps({"fingerprint": fp}).encode()})
-        with atomic_path(path) as tmp, pq.ParquetWriter(tmp, shard_schema, **options) as writer:
+        h = _hasher(features_json)
+        with atomic_path(path) as tmp, pq.ParquetWriter(tmp, schema, **options) as writer:
             for g in range(lo, hi, _ROWS_PER_GROUP):
                 rows = [builder.example(s, read) for s in samples[g : min(g + _ROWS_PER_GROUP, hi)]]
+                for r in rows:
+                    h.update(_canonical_row(r, read) + b"\x1d")
                 batch = features.encode_batch({c: [r[c] for r in rows] for c in features})
-                writer.write_table(pa.Table.from_pydict(batch, schema=shard_schema))
+                writer.write_table(pa.Table.from_pydict(batch, schema=schema))
                 bar.update(len(rows))
+            # The fingerprint goes in the footer, computed from the very rows written.
+            writer.add_key_value_metadata({_SHARD_META: json.dumps({"fingerprint": h.hexdigest()})})
         written += 1
     bar.close()
 
