@@ -291,10 +291,13 @@ def load_split(data: str, config: str | None, split: str = "test", cache_dir: st
             raise DataError(f"{data} (config {config!r}): missing column(s) {', '.join(missing)}: not a MIMIC dataset")
         return ds
     splits = _data_files(data, config)
-    files = splits.get(split)
-    if not files:
+    if split not in splits:
         raise DataError(f"{data}: config {config!r} has no {split!r} split (its splits: "
                         f"{', '.join(splits) or 'none'})")
+    files = splits[split]
+    if not files:
+        raise DataError(f"{data}: no files for config {config!r}, split {split!r} (the card names them, the "
+                        "folder lacks them: rebuild it with `mimic build`)")
     check_parquet_files(files, columns)
     return load_dataset("parquet", data_files={split: list(files)}, split=split, cache_dir=cache_dir)
 

@@ -34,6 +34,12 @@ def _has_type(value, tp) -> bool:
     return isinstance(value, tp)
 
 
+def _type_name(tp) -> str:
+    if typing.get_origin(tp) is list:
+        return f"a list of {_type_name(typing.get_args(tp)[0]).removeprefix('a ').removeprefix('an ')}s"
+    return {int: "an integer", str: "a string", float: "a number"}.get(tp, getattr(tp, "__name__", str(tp)))
+
+
 def check_rows(rows: Iterable, path: str | os.PathLike, fields: Sequence[str] = SAMPLE_FIELDS) -> None:
     """Raise DataError naming the file, the row and the field when a row lacks one of `fields` or holds a
     value of the wrong type (by `Sample`'s annotations), before anything reads the rows."""
@@ -45,7 +51,7 @@ def check_rows(rows: Iterable, path: str | os.PathLike, fields: Sequence[str] = 
             if name not in row:
                 raise DataError(f"{where}: missing field {name!r}; was it written by `mimic generate`?")
             if name in _HINTS and not _has_type(row[name], _HINTS[name]):
-                raise DataError(f"{where}: field {name!r} is {row[name]!r}, expected {_HINTS[name]}")
+                raise DataError(f"{where}: field {name!r} is {row[name]!r}, expected {_type_name(_HINTS[name])}")
 
 
 class ImageBytes:

@@ -88,6 +88,10 @@ def run_world(o: WorldOptions) -> int:
     """
     from mimic.builders.sources.coco import read_coco
     from mimic.builders.sources.synthetic import render_world
+    from mimic.errors import ConfigError
+
+    if o.images < 1:
+        raise ConfigError(f"--images must be at least 1, got {o.images}")
 
     paths = render_world(o.out, num_images=o.images, seed=o.seed, image_size=o.image_size)
     index = read_coco(paths.annotations, paths.images, source="synthetic")

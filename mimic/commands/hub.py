@@ -122,7 +122,10 @@ def run_push(o: PushOptions) -> int:
     The token comes from the usual places (HF_TOKEN, or `hf auth login`); it is never printed.
     """
     from mimic.builders.publish import push_folder
+    from mimic.errors import ConfigError
 
+    if "/" not in o.repo:
+        raise ConfigError(f"--repo must look like ORG/NAME, got {o.repo!r}")
     push_folder(o.folder, o.repo, private=o.private, dry_run=o.dry_run, message=o.message)
     return 0
 

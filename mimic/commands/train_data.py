@@ -56,6 +56,9 @@ def run_build_train(o: BuildTrainOptions) -> int:
     from mimic.builders.stats import format_table1
     from mimic.errors import ConfigError
 
+    if o.source == "coco" and not o.allow_coco:
+        raise ConfigError("--source coco: COCO is the evaluation benchmark's source, and training on it would leak "
+                          "evaluation images; use Open Images, or --allow-coco for a COCO split you know is disjoint")
     annotations, images = o.oi_boxes, o.oi_images
     if o.source == "synthetic" and o.world:
         p = Path(o.world)
