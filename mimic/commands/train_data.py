@@ -123,6 +123,8 @@ def run_check_overlap(o: OverlapOptions) -> int:
     for source, image_id in shared[:10]:
         print(f"  {source} {image_id}")
     if o.json_out:
-        with open(o.json_out, "w") as f:
-            json.dump([list(k) for k in shared], f)
+        from mimic.atomic import atomic_path
+
+        with atomic_path(o.json_out) as tmp:
+            tmp.write_text(json.dumps([list(k) for k in shared]))
     return 1 if shared else 0
