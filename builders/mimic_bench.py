@@ -8,7 +8,7 @@ reads. It can also be used directly:
     builder.download_and_prepare()
     ds = builder.as_dataset(split="test")
 
-Rows carry every control column of ARCHITECTURE.md, with `images` as a list of images whose source
+Rows carry every control column (docs/design.md, "Rows"), with `images` as a list of images whose source
 JPEG bytes are embedded unchanged (no decode, no re-encode).
 """
 

@@ -1,6 +1,6 @@
 """`Sample`: one generated question with its images, answer and every control that produced it.
 
-The fields are the benchmark's row columns (ARCHITECTURE.md, "Row columns"), minus the image bytes,
+The fields are the benchmark's row columns (docs/design.md, "Rows"), minus the image bytes,
 which the dataset builders add from `file_names`. `per_image_counts[i][j]` is the number of instances
 of `target_classes[j]` in image i, so every count-based control can be recomputed from one field.
 """
