@@ -220,7 +220,13 @@ def read_build_records(out_dir: str | os.PathLike) -> dict[str, dict]:
     """The build records of every config materialized in `out_dir`, by config name."""
     records = {}
     for p in sorted((Path(out_dir) / RECORD_DIR).glob("*.json")):
-        rec = json.loads(p.read_text())
+        try:
+            rec = json.loads(p.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as err:
+            raise DataError(f"{p}: not valid JSON ({err}); rebuild the folder with `mimic build`") from None
+        if not isinstance(rec, dict) or not {"config", "split"} <= rec.keys():
+            raise DataError(f"{p}: not a build record (it needs 'config' and 'split'); rebuild the folder with "
+                            "`mimic build`")
         if any((Path(out_dir) / rec["config"]).glob(f"{rec['split']}-*.parquet")):
             records[rec["config"]] = rec
     return records
