@@ -26,7 +26,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
-from mimic.errors import MimicError
+from mimic.errors import ConfigError, MimicError
 from mimic.eval.api import Generation, ModelAdapter, Request, option, register_model
 
 __all__ = ["DEFAULT_BASE_URL", "EndpointError", "OpenAIModel", "OpenAIOptions", "image_data_url"]
@@ -61,10 +61,12 @@ class OpenAIOptions:
     concurrency: int = option(4, identity=False, help="Requests of a batch sent in parallel.")
 
     def __post_init__(self):
-        if self.max_retries < 0 or self.concurrency < 1 or self.timeout_s <= 0:
-            raise ValueError("max_retries must be >= 0, concurrency >= 1 and timeout_s > 0")
-        if not 1 <= self.jpeg_quality <= 95:
-            raise ValueError(f"jpeg_quality must be in 1..95, got {self.jpeg_quality}")
+        for name, ok, rule in (("max_retries", self.max_retries >= 0, ">= 0"),
+                               ("concurrency", self.concurrency >= 1, ">= 1"),
+                               ("timeout_s", self.timeout_s > 0, "> 0"),
+                               ("jpeg_quality", 1 <= self.jpeg_quality <= 95, "in 1..95")):
+            if not ok:
+                raise ConfigError(f"{name} must be {rule}, got {getattr(self, name)}")
 
 
 def image_data_url(image, quality: int = 90) -> str:
