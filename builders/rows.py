@@ -80,8 +80,10 @@ class ImageBytes:
                 data = f.read()
         except FileNotFoundError:
             raise AnnotationError(path, f"image of sample {sample_id} not found", field="file_name") from None
-        # Taken at every read from disk, so the digest always describes the bytes last handed out.
-        self._digests[name] = hashlib.sha256(data).digest()
+        if name not in self._digests:
+            # Once per file: a file that changed during the build can only make its shards' fingerprints
+            # stale, and a stale fingerprint costs a rewrite at the next build, never a wrongly kept shard.
+            self._digests[name] = hashlib.sha256(data).digest()
         if len(data) <= self.budget:
             # Oldest first out (dicts keep insertion order): simple and good enough for a streaming build.
             while self._held + len(data) > self.budget:
@@ -91,7 +93,7 @@ class ImageBytes:
         return data
 
     def digest(self, name: str, sample_id: str = "?") -> bytes:
-        """The SHA-256 digest of image file `name` as last read (read now if it never was)."""
+        """The SHA-256 digest of image file `name` as first read in this build (read now if it never was)."""
         if name not in self._digests:
             self(name, sample_id)
         return self._digests[name]

@@ -61,3 +61,27 @@ def test_the_library_reads_annotations_without_the_cli():
     code = ("import sys, mimic.builders.mimic_bench, mimic.builders.mimic_train; "
             "sys.exit(any(m.startswith('mimic.commands') or m == 'mimic.cli' for m in sys.modules))")
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0
+
+
+def test_one_registry_class_and_one_option_helper():
+    from mimic.eval import api
+    from mimic.eval.metrics import METRICS
+    from mimic.options import option
+    from mimic.registry import Registry, UnknownNameError
+
+    for registry in (COMMANDS, api.MODELS, METRICS):
+        assert isinstance(registry, Registry)
+    build_parser()  # fills COMMANDS
+    assert "build bench" in COMMANDS and "eval" in COMMANDS.names()
+    with pytest.raises(UnknownNameError, match="Did you mean 'eval'"):
+        COMMANDS.get("evl")
+    import mimic.cli
+
+    assert mimic.cli.opt is option and api.option is option
+
+
+def test_an_option_without_help_cannot_be_declared():
+    from mimic.options import option
+
+    with pytest.raises(TypeError):
+        option(3)  # help is a required keyword
