@@ -302,7 +302,12 @@ def load_results(run_dir: str | os.PathLike, aggregate: AggregateSettings | None
     run_dir = Path(run_dir)
     results_path = run_dir / RESULTS_FILE
     if aggregate is None and results_path.exists():
-        return read_json(results_path)
+        results = read_json(results_path)
+        if not isinstance(results, dict) or results.get("schema") != RESULTS_SCHEMA:
+            found = results.get("schema") if isinstance(results, dict) else type(results).__name__
+            raise DataError(f"{results_path}: not a results file of `mimic eval` (schema {found!r}, expected "
+                            f"{RESULTS_SCHEMA!r})")
+        return results
     records = read_predictions(run_dir / PREDICTIONS_FILE)
     if not records and not results_path.exists():
         raise ConfigError(f"{run_dir}: no {RESULTS_FILE} and no predictions: not a run folder")

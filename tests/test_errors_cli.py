@@ -64,6 +64,7 @@ CASES = [
     Case("report-not-a-run", "report {tmp}/nope --out {out}", "not a run folder"),
     Case("report-label-count", "report {run} --labels a b --out {out}", "--labels gives 2 names for 1 runs"),
     Case("report-bad-bootstrap", "report {run} --bootstrap -5 --out {out}", "--bootstrap must be 0"),
+    Case("report-foreign-results", "report {foreign_results} --out {out}", "not a results file of `mimic eval`"),
     Case("report-corrupt-predictions", "report {bad_predictions} --out {out}", "predictions.jsonl:1: not a JSON"),
     # Generated question sets.
     Case("stats-missing-field", "stats {missing_field}", "row 2 (common-00001"),
@@ -158,6 +159,9 @@ def inputs(world, tmp_path_factory) -> dict[str, str]:
     bad_run.mkdir()
     (bad_run / "run.json").write_text("{truncated")
     (bad_run / "predictions.jsonl").write_text("")
+    foreign_results = root / "foreign-results"
+    foreign_results.mkdir()
+    (foreign_results / "results.json").write_text(json.dumps([1, 2]))
     bad_predictions = root / "bad-predictions"
     bad_predictions.mkdir()
     (bad_predictions / "predictions.jsonl").write_text("{oops}\n")
@@ -167,7 +171,8 @@ def inputs(world, tmp_path_factory) -> dict[str, str]:
         "missing_field": jsonl("missing.jsonl", missing), "wrong_type": jsonl("wrong.jsonl", wrong),
         "not_objects": jsonl("lists.jsonl", [[1, 2]]), "bad_json": str(root / "bad.json"),
         "other_shard": str(other / "default" / "test-00000-of-00001.parquet"), "run": str(run),
-        "bad_run": str(bad_run), "bad_predictions": str(bad_predictions), "dead_url": _dead_url(),
+        "bad_run": str(bad_run), "bad_predictions": str(bad_predictions),
+        "foreign_results": str(foreign_results), "dead_url": _dead_url(),
     }
 
 
