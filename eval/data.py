@@ -7,7 +7,6 @@ from __future__ import annotations
 import difflib
 import os
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 from mimic.builders.hub_folder import load_split, split_names
@@ -45,17 +44,20 @@ CONTROL_COLUMNS: tuple[str, ...] = (
 
 def _check_local(data: str) -> None:
     """A local folder must hold parquet files; anything else gets an error that says what was found."""
-    root = Path(data)
-    if root.is_dir():
-        visible = [p for p in root.rglob("*") if p.is_file() and not any(
-            part.startswith(".") for part in p.relative_to(root).parts)]
-        if not any(p.suffix == ".parquet" for p in visible):
-            found = ", ".join(sorted(p.relative_to(root).as_posix() for p in visible)[:3]) or "nothing"
-            raise DataError(f"{data}: no parquet files (found: {found}); a MIMIC dataset folder holds README.md "
-                            "and <config>/<split>-*.parquet, as `mimic build` writes them")
-    elif os.path.exists(data):
+    if os.path.isdir(data):
+        found: list[str] = []
+        for folder, dirs, files in os.walk(data):
+            dirs[:] = sorted(d for d in dirs if not d.startswith("."))  # build records, caches, .git
+            for name in sorted(files):
+                if name.endswith(".parquet"):
+                    return  # stop at the first one: the folder may be large
+                if not name.startswith(".") and len(found) < 3:
+                    found.append(os.path.relpath(os.path.join(folder, name), data))
+        raise DataError(f"{data}: no parquet files (found: {', '.join(found) or 'nothing'}); a MIMIC dataset folder "
+                        "holds README.md and <config>/<split>-*.parquet, as `mimic build` writes them")
+    if os.path.exists(data):
         raise DataError(f"{data}: not a folder; a MIMIC dataset is a folder (README.md + <config>/*.parquet) or a Hub id")
-    elif data.startswith((".", "/", "~")) or data.count("/") > 1:
+    if data.startswith((".", "/", "~")) or data.count("/") > 1:
         # Not a Hub id ("org/name"): a path that is not there.
         raise DataError(f"{data}: no such folder")
 
