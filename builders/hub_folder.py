@@ -10,8 +10,8 @@ Shard boundaries come from the planned samples and the image file sizes, before 
 so a rerun after an interruption recomputes the same plan, keeps every finished shard whose
 fingerprint matches and writes only the rest. A fingerprint covers everything in the shard (rows, image
 bytes by digest, generator version, features; see `shard_fingerprint`), so a rebuild after a source image
-or an answer changed rewrites exactly the shards that hold it. A shard is written to a temporary name and renamed
-into place, so a half-written shard never carries a final name.
+or an answer changed rewrites exactly the shards that hold it. A shard is written to a temporary name,
+fsynced and renamed into place (`mimic.atomic`), so a half-written shard never carries a final name.
 """
 
 from __future__ import annotations
