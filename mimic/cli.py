@@ -1,8 +1,8 @@
 """The `mimic` command line.
 
 Each command is a typed dataclass of options (`mimic.options.option` fields: every one carries its `help`)
-plus a run function, registered with `@command` in the `COMMANDS` registry (`mimic.registry.Registry`). The parser is generated from the dataclass, so `mimic CMD --help` always
-explains every option. Command modules import heavy libraries inside their run functions, which keeps
+plus a run function, registered with `@command` in the `COMMANDS` registry (`mimic.registry.Registry`).
+The parser is generated from the dataclass, so `mimic CMD --help` always explains every option. Command modules import heavy libraries inside their run functions, which keeps
 `mimic --help` instant.
 """
 
@@ -151,6 +151,8 @@ def _load_commands() -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run `mimic` with `argv`; returns the exit code. A `MimicError` (bad input) becomes one line on stderr and
+    exit code 2; any other exception is a bug and propagates with its traceback (docs/design.md, "Errors")."""
     parser = build_parser()
     ns = parser.parse_args(argv)
     if ns.command is None or ns.command not in COMMANDS:
