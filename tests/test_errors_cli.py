@@ -102,6 +102,8 @@ CASES = [
          "--source coco: COCO is the evaluation benchmark's source"),
     Case("push-no-card", "push {txt} --repo me/x --dry-run", "no README.md dataset card"),
     Case("push-bad-repo", "push {demo} --repo noslash --dry-run", "--repo must look like ORG/NAME"),
+    Case("push-model-no-folder", "push-model {tmp}/nope --repo me/x --dry-run", "nope is not a folder"),
+    Case("demo-trainset-bad-size", "demo-trainset --out {out} --per-task 0", "--per-task must be at least 1"),
     Case("overlap-text-folder", "check-overlap --train {txt} --bench {demo}", "no parquet shards found"),
     Case("overlap-foreign-parquet", "check-overlap --train {other} --bench {demo}", "missing column(s) source"),
 ]
