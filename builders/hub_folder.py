@@ -8,8 +8,10 @@ Layout (what `push_to_hub` writes and `load_dataset(folder_or_repo, config)` rea
 
 Shard boundaries come from the planned samples and the image file sizes, before anything is written,
 so a rerun after an interruption recomputes the same plan, keeps every finished shard whose
-fingerprint matches and writes only the rest. A shard is written to a temporary name and renamed
-into place, so a half-written shard never carries a final name.
+fingerprint matches and writes only the rest. A fingerprint covers everything in the shard (rows, image
+bytes by digest, generator version, features; see `shard_fingerprint`), so a rebuild after a source image
+or an answer changed rewrites exactly the shards that hold it. A shard is written to a temporary name,
+fsynced and renamed into place (`mimic.atomic`), so a half-written shard never carries a final name.
 """
 
 from __future__ import annotations
@@ -17,16 +19,19 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
+import orjson
 import pyarrow as pa
 import pyarrow.parquet as pq
 from tqdm.auto import tqdm
 
 from mimic.atomic import atomic_path
 from mimic.builders.sample import GENERATOR_VERSION
+from mimic.errors import DataError
 
-__all__ = ["materialize", "plan_shards", "read_build_records", "image_keys", "load_split", "DEFAULT_MAX_SHARD_BYTES", "RECORD_DIR"]
+__all__ = ["materialize", "plan_shards", "read_build_records", "image_keys", "load_split", "shard_fingerprint", "split_names", "check_parquet_files", "DEFAULT_MAX_SHARD_BYTES", "RECORD_DIR"]
 
 DEFAULT_MAX_SHARD_BYTES = 500 * 1024 * 1024
 RECORD_DIR = ".mimic"
@@ -47,11 +52,35 @@ def plan_shards(sizes: list[int], max_shard_bytes: int) -> list[tuple[int, int]]
     return ranges
 
 
-def _fingerprint(ids: list[str], features_json: str) -> str:
+def _canonical_row(row: dict, read) -> bytes:
+    """A row as fingerprint input: every column as written, image bytes replaced by their SHA-256 digests.
+
+    The digests come from `read` (an `ImageBytes`), which takes them as it reads the files for the shard.
+    """
+    canon = {}
+    for key, value in row.items():
+        if isinstance(value, list) and value and isinstance(value[0], dict) and "bytes" in value[0]:
+            value = [{"path": im["path"], "sha256": read.digest(im["path"]).hex()} for im in value]
+        canon[key] = value
+    return orjson.dumps(canon, option=orjson.OPT_SORT_KEYS | orjson.OPT_SERIALIZE_NUMPY)
+
+
+def _hasher(features_json: str) -> hashlib._Hash:
     h = hashlib.sha256()
-    h.update(f"{GENERATOR_VERSION}\x1e{features_json}\x1e".encode())
-    for i in ids:
-        h.update(i.encode() + b"\x1f")
+    h.update(f"mimic.shard/2\x1e{GENERATOR_VERSION}\x1e{features_json}\x1e".encode())
+    return h
+
+
+def shard_fingerprint(rows, read, features_json: str) -> str:
+    """What a shard holds, as one digest: the generator version, the features, and every row's columns
+    (answers, controls, question, ...) with the image bytes by digest, in order.
+
+    Two shards with the same fingerprint hold the same rows; a changed image file, answer or control,
+    another generator version or another schema changes it.
+    """
+    h = _hasher(features_json)
+    for row in rows:
+        h.update(_canonical_row(row, read) + b"\x1d")
     return h.hexdigest()
 
 
@@ -73,9 +102,9 @@ def _writer_options(schema: pa.Schema) -> dict:
     }
 
 
-def _shard_fingerprint(path: Path) -> str | None:
+def _stored_fingerprint(path: Path) -> str | None:
     try:
-        meta = pq.read_schema(path).metadata or {}
+        meta = pq.read_metadata(path).metadata or {}
     except (pa.ArrowInvalid, OSError):
         return None
     raw = meta.get(_SHARD_META)
@@ -104,7 +133,6 @@ def materialize(
     out_dir = Path(out_dir)
     name = builder.config.name
     config_dir = out_dir / name
-    config_dir.mkdir(parents=True, exist_ok=True)
     features = builder.info.features
     schema = features.arrow_schema
     features_json = json.dumps(features.to_dict(), sort_keys=True)
@@ -127,6 +155,8 @@ def materialize(
             total += file_size[f]
         sizes.append(total)
     ranges = plan_shards(sizes, max_shard_bytes)
+    # Created only now: bad annotations or a wrong images folder leave no empty output folder behind.
+    config_dir.mkdir(parents=True, exist_ok=True)
     n = len(ranges)
     wanted = {f"{split}-{k:05d}-of-{n:05d}.parquet" for k in range(n)}
     # Shards of an earlier plan (another size or sharding) would be read alongside ours: remove them.
@@ -140,19 +170,26 @@ def materialize(
     bar = tqdm(total=len(samples), desc=f"{name}: embedding images", unit="row", disable=not progress)
     for k, (lo, hi) in enumerate(ranges):
         path = config_dir / f"{split}-{k:05d}-of-{n:05d}.parquet"
-        ids = [s.id for s in samples[lo:hi]]
-        fp = _fingerprint(ids, features_json)
-        if path.exists() and _shard_fingerprint(path) == fp:
+        stored = _stored_fingerprint(path) if path.exists() else None
+        # A finished shard is kept only if its content would be the same: its rows are recomputed (and its
+        # images read and digested; they stay cached for the rewrite when they differ).
+        if stored is not None and stored == shard_fingerprint(
+            (builder.example(s, read) for s in samples[lo:hi]), read, features_json
+        ):
             skipped += 1
             bar.update(hi - lo)
             continue
-        shard_schema = schema.with_metadata({**(schema.metadata or {}), _SHARD_META: json.dumps({"fingerprint": fp}).encode()})
-        with atomic_path(path) as tmp, pq.ParquetWriter(tmp, shard_schema, **options) as writer:
+        h = _hasher(features_json)
+        with atomic_path(path) as tmp, pq.ParquetWriter(tmp, schema, **options) as writer:
             for g in range(lo, hi, _ROWS_PER_GROUP):
                 rows = [builder.example(s, read) for s in samples[g : min(g + _ROWS_PER_GROUP, hi)]]
+                for r in rows:
+                    h.update(_canonical_row(r, read) + b"\x1d")
                 batch = features.encode_batch({c: [r[c] for r in rows] for c in features})
-                writer.write_table(pa.Table.from_pydict(batch, schema=shard_schema))
+                writer.write_table(pa.Table.from_pydict(batch, schema=schema))
                 bar.update(len(rows))
+            # The fingerprint goes in the footer, computed from the very rows written.
+            writer.add_key_value_metadata({_SHARD_META: json.dumps({"fingerprint": h.hexdigest()})})
         written += 1
     bar.close()
 
@@ -183,7 +220,13 @@ def read_build_records(out_dir: str | os.PathLike) -> dict[str, dict]:
     """The build records of every config materialized in `out_dir`, by config name."""
     records = {}
     for p in sorted((Path(out_dir) / RECORD_DIR).glob("*.json")):
-        rec = json.loads(p.read_text())
+        try:
+            rec = json.loads(p.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as err:
+            raise DataError(f"{p}: not valid JSON ({err}); rebuild the folder with `mimic build`") from None
+        if not isinstance(rec, dict) or not {"config", "split"} <= rec.keys():
+            raise DataError(f"{p}: not a build record (it needs 'config' and 'split'); rebuild the folder with "
+                            "`mimic build`")
         if any((Path(out_dir) / rec["config"]).glob(f"{rec['split']}-*.parquet")):
             records[rec["config"]] = rec
     return records
@@ -194,9 +237,8 @@ def image_keys(folder: str | os.PathLike) -> set[tuple[str, str]]:
     keys: set[tuple[str, str]] = set()
     files = sorted(Path(folder).glob("*/*.parquet"))
     if not files:
-        from mimic.errors import ConfigError
-
-        raise ConfigError(f"{folder}: no parquet shards found (expected <config>/<split>-*.parquet)")
+        raise DataError(f"{folder}: no parquet shards found (expected <config>/<split>-*.parquet)")
+    check_parquet_files([str(f) for f in files], ("source", "image_ids"))
     for path in files:
         table = pq.read_table(path, columns=["source", "image_ids"])
         for source, ids in zip(table.column("source").to_pylist(), table.column("image_ids").to_pylist(), strict=True):
@@ -204,21 +246,72 @@ def image_keys(folder: str | os.PathLike) -> set[tuple[str, str]]:
     return keys
 
 
-def load_split(data: str, config: str | None, split: str = "test", cache_dir: str | None = None):
+def _data_files(data: str, config: str | None) -> dict[str, list[str]]:
+    """The data files of each split of `config` in a local folder, as its card (or the folder layout) says."""
+    from datasets import load_dataset_builder
+
+    try:
+        files = load_dataset_builder(data, config).config.data_files or {}
+    except (FileNotFoundError, ValueError) as err:  # no data files, a config the card lacks, mixed formats
+        raise DataError(f"{data}: not a readable dataset folder for config {config!r} ({err})") from None
+    return {str(split): list(paths) for split, paths in files.items()}
+
+
+def check_parquet_files(files: list[str], columns: Sequence[str] = (), what: str = "a MIMIC dataset") -> None:
+    """Raise DataError naming the first file that is not a readable parquet file or lacks one of `columns`.
+
+    Only the footers are read, so this is cheap enough to run on every folder before any row is.
+    """
+    for path in files:
+        if not str(path).endswith(".parquet"):
+            raise DataError(f"{path}: not a parquet file; {what} folder holds <config>/<split>-*.parquet")
+        try:
+            names = set(pq.read_schema(path).names)
+        except (pa.ArrowInvalid, OSError) as err:
+            raise DataError(f"{path}: not a readable parquet file ({err})") from None
+        missing = [c for c in columns if c not in names]
+        if missing:
+            raise DataError(f"{path}: missing column(s) {', '.join(missing)}: not {what} (its columns: "
+                            f"{', '.join(sorted(names)) or 'none'})")
+
+
+def load_split(data: str, config: str | None, split: str = "test", cache_dir: str | None = None,
+               columns: Sequence[str] = ()):
     """`load_dataset(data, config, split=split)`, reading a local folder by its files' paths.
 
     `load_dataset(folder, config)` caches the converted arrow data under the folder's *base name* and the
     card's relative file patterns, so two folders both called "bench" (or one rebuilt in place) would share
     a cache entry and the second would silently return the first's rows. With explicit data files the
     cache key holds their absolute paths and modification times. A Hub id is cached by its revision.
+
+    `columns`: columns the caller needs; a local folder's files are checked for them (and for being
+    parquet at all) before anything is loaded, a Hub dataset once loaded. Raises DataError naming the
+    folder or file at fault.
     """
-    from datasets import load_dataset, load_dataset_builder
+    from datasets import load_dataset
 
     if not os.path.isdir(data):
-        return load_dataset(data, config, split=split, cache_dir=cache_dir)
-    files = (load_dataset_builder(data, config).config.data_files or {}).get(split)
+        ds = load_dataset(data, config, split=split, cache_dir=cache_dir)
+        missing = [c for c in columns if c not in ds.column_names]
+        if missing:
+            raise DataError(f"{data} (config {config!r}): missing column(s) {', '.join(missing)}: not a MIMIC dataset")
+        return ds
+    splits = _data_files(data, config)
+    if split not in splits:
+        raise DataError(f"{data}: config {config!r} has no {split!r} split (its splits: "
+                        f"{', '.join(splits) or 'none'})")
+    files = splits[split]
     if not files:
-        from mimic.errors import ConfigError
-
-        raise ConfigError(f"{data}: config {config!r} has no {split!r} split")
+        raise DataError(f"{data}: no files for config {config!r}, split {split!r} (the card names them, the "
+                        "folder lacks them: rebuild it with `mimic build`)")
+    check_parquet_files(files, columns)
     return load_dataset("parquet", data_files={split: list(files)}, split=split, cache_dir=cache_dir)
+
+
+def split_names(data: str, config: str | None) -> list[str]:
+    """The splits of `config` of a local folder (by its card) or a Hub dataset."""
+    if os.path.isdir(data):
+        return list(_data_files(data, config))
+    from datasets import get_dataset_split_names
+
+    return list(get_dataset_split_names(data, config))

@@ -22,6 +22,7 @@ from datasets import Features, Image, List, Value
 from mimic.builders.configs import CONFIGS
 from mimic.builders.generate import GridReport, iter_samples
 from mimic.builders.index import DEFAULT_MIN_BOX_FRAC, AnnotationIndex
+from mimic.builders.reading import load_index
 from mimic.builders.rows import ImageBytes, example_from_sample
 from mimic.builders.sample import GENERATOR_VERSION, Sample
 from mimic.errors import ConfigError
@@ -122,8 +123,6 @@ class MimicBench(datasets.GeneratorBasedBuilder):
     # The index and samples are computed once per builder; generation is cheap next to embedding images.
     def load_index(self) -> AnnotationIndex:
         if getattr(self, "_index", None) is None:
-            from mimic.commands.data import load_index
-
             cfg = self.config
             if cfg.annotations is None and cfg.source != "synthetic":
                 raise ConfigError(f"config {cfg.name!r}: pass annotations= (the {cfg.source} annotations file)")

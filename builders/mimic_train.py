@@ -24,6 +24,7 @@ from mimic.builders.conversations import Turn, conversation_turns, to_llava, to_
 from mimic.builders.generate import GridReport, iter_samples
 from mimic.builders.index import DEFAULT_MIN_BOX_FRAC, AnnotationIndex
 from mimic.builders.mimic_bench import BENCH_FEATURES, CITATION
+from mimic.builders.reading import load_index
 from mimic.builders.rows import ImageBytes, example_from_sample
 from mimic.builders.sample import GENERATOR_VERSION, Sample
 from mimic.errors import ConfigError
@@ -131,8 +132,6 @@ class MimicTrain(datasets.GeneratorBasedBuilder):
     def load_index(self) -> AnnotationIndex:
         """The index, restricted to images that are on disk (the rest are skipped and counted)."""
         if getattr(self, "_index", None) is None:
-            from mimic.commands.data import load_index
-
             cfg = self.config
             if cfg.annotations is None and cfg.source != "synthetic":
                 raise ConfigError(f"training config {cfg.name!r}: pass annotations= (the {cfg.source} box file)")

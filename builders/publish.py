@@ -46,7 +46,7 @@ def push_folder(
 ) -> list[tuple[str, int]]:
     """Upload `folder` to `repo_id` (created if missing). With `dry_run`, only report the plan."""
     if "/" not in repo_id:
-        raise ConfigError(f"--repo must look like ORG/NAME, got {repo_id!r}")
+        raise ConfigError(f"repo_id must look like ORG/NAME, got {repo_id!r}")
     plan = upload_plan(folder)
     total = sum(size for _, size in plan)
     lines = [f"{'(dry run) ' if dry_run else ''}{len(plan)} files, {total / 1e6:.1f} MB -> "

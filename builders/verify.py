@@ -33,12 +33,12 @@ from mimic.builders.configs import get_config
 from mimic.builders.index import DEFAULT_MIN_BOX_FRAC, AnnotationIndex
 from mimic.builders.sample import Sample
 from mimic.builders.templates import render_question, template_family
-from mimic.errors import AnnotationError
+from mimic.errors import AnnotationError, MimicError
 
 __all__ = ["VerificationError", "check_sample", "verify_sample"]
 
 
-class VerificationError(ValueError):
+class VerificationError(MimicError, ValueError):
     def __init__(self, sample_id: str, problems: list[str]):
         self.sample_id, self.problems = sample_id, problems
         super().__init__(f"sample {sample_id}: " + "; ".join(problems))

@@ -3,7 +3,7 @@
 A model spec is `NAME` or `NAME:TARGET`: `hf:llava-hf/llava-onevision-qwen2-0.5b-ov-hf`, `hf:./ckpt`,
 `openai:gpt-4o-mini`, `oracle`, `random`, `prior`. NAME picks a registered `ModelAdapter` class,
 TARGET (the checkpoint, the served model name) is passed to it. Each adapter declares its options as a
-typed dataclass (`Adapter.Options`); `create_model` fills it from a plain dict and rejects options the
+typed dataclass (`Adapter.Options`) of `option` fields (`mimic.options`, shared with the CLI); `create_model` fills it from a plain dict and rejects options the
 adapter does not have, so a misspelt or misplaced option never goes unnoticed.
 
 The pieces of an evaluation stay separate, as in lm-evaluation-harness: the prompt is the benchmark row's
@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from mimic.errors import ConfigError
+from mimic.options import option
 from mimic.registry import Registry
 
 __all__ = [
@@ -58,17 +59,6 @@ class Generation:
 
     text: str
     info: dict = field(default_factory=dict)
-
-
-def option(default: Any = dataclasses.MISSING, *, help: str, identity: bool = True, secret: bool = False, **kw):
-    """A field of an adapter's Options dataclass.
-
-    help: what it does (the CLI option of the same name shows it). identity: whether a different value would change the
-    answers, so that resuming a run with it changed is refused (timeouts and parallelism do not).
-    secret: never shown, logged or written (API keys); implies identity=False.
-    """
-    meta = {"help": help, "identity": identity and not secret, "secret": secret}
-    return dataclasses.field(default=default, metadata=meta, repr=not secret, **kw)
 
 
 class ModelAdapter(abc.ABC):

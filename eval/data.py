@@ -5,15 +5,18 @@ control columns and the class vocabulary the scorer recognises.
 from __future__ import annotations
 
 import difflib
+import os
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from mimic.builders.hub_folder import load_split
-from mimic.errors import ConfigError
+from mimic.builders.hub_folder import load_split, split_names
+from mimic.errors import ConfigError, DataError
 from mimic.eval.normalize import COCO_CLASSES
 
 __all__ = [
     "CONTROL_COLUMNS",
+    "EVAL_COLUMNS",
+    "config_splits",
     "answer_vocabulary",
     "config_names",
     "load_config",
@@ -21,7 +24,12 @@ __all__ = [
     "row_metadata",
 ]
 
-# The controls a row records (ARCHITECTURE.md, row columns); every one gets a breakdown in the results.
+# What the runner and the scorer read from every row: checked up front, so a dataset that is not a MIMIC
+# benchmark is refused with the missing column's name instead of failing halfway through a run.
+EVAL_COLUMNS: tuple[str, ...] = ("id", "task", "config", "question", "answer", "answer_list", "target_classes",
+                                 "images")
+
+# The controls a row records (docs/design.md, "Rows"); every one gets a breakdown in the results.
 CONTROL_COLUMNS: tuple[str, ...] = (
     "num_images",
     "num_query_images",
@@ -34,14 +42,36 @@ CONTROL_COLUMNS: tuple[str, ...] = (
 )
 
 
+def _check_local(data: str) -> None:
+    """A local folder must hold parquet files; anything else gets an error that says what was found."""
+    if os.path.isdir(data):
+        found: list[str] = []
+        for folder, dirs, files in os.walk(data):
+            dirs[:] = sorted(d for d in dirs if not d.startswith("."))  # build records, caches, .git
+            for name in sorted(files):
+                if name.endswith(".parquet"):
+                    return  # stop at the first one: the folder may be large
+                if not name.startswith(".") and len(found) < 3:
+                    found.append(os.path.relpath(os.path.join(folder, name), data))
+        raise DataError(f"{data}: no parquet files (found: {', '.join(found) or 'nothing'}); a MIMIC dataset folder "
+                        "holds README.md and <config>/<split>-*.parquet, as `mimic build` writes them")
+    if os.path.exists(data):
+        raise DataError(f"{data}: not a folder; a MIMIC dataset is a folder (README.md + <config>/*.parquet) or a Hub id")
+    if data.startswith((".", "/", "~")) or data.count("/") > 1:
+        # Not a Hub id ("org/name"): a path that is not there.
+        raise DataError(f"{data}: no such folder")
+
+
 def config_names(data: str) -> list[str]:
     """The configs of a dataset folder or Hub id, in card order."""
     from datasets import get_dataset_config_names
 
+    _check_local(data)
     try:
         return list(get_dataset_config_names(data))
-    except FileNotFoundError as err:
-        raise ConfigError(f"no dataset at {data!r} ({err})") from err
+    except (FileNotFoundError, ConnectionError, ValueError) as err:
+        where = "a readable dataset folder" if os.path.isdir(data) else "a local folder, and the Hub cannot serve it"
+        raise DataError(f"{data}: not {where} ({err})") from None
 
 
 def resolve_configs(data: str, wanted: Sequence[str] | None) -> list[str]:
@@ -57,9 +87,25 @@ def resolve_configs(data: str, wanted: Sequence[str] | None) -> list[str]:
     return [c for c in available if c in set(wanted)]
 
 
-def load_config(data: str, config: str, split: str = "test", cache_dir: str | None = None):
-    """The `datasets.Dataset` of one config (images decoded lazily, on access); see `load_split`."""
-    return load_split(data, config, split, cache_dir)
+def load_config(data: str, config: str, split: str = "test", cache_dir: str | None = None,
+                columns: Sequence[str] = EVAL_COLUMNS):
+    """The `datasets.Dataset` of one config (images decoded lazily, on access); see `load_split`.
+
+    `columns` are checked before any row is read (DataError naming the file that lacks one).
+    """
+    _check_local(data)
+    try:
+        return load_split(data, config, split, cache_dir, columns=columns)
+    except (FileNotFoundError, ConnectionError) as err:
+        raise DataError(f"{data}: config {config!r} split {split!r} cannot be loaded ({err})") from None
+
+
+def config_splits(data: str, config: str) -> list[str]:
+    """The splits of one config of a dataset folder or Hub id."""
+    try:
+        return split_names(data, config)
+    except (FileNotFoundError, ConnectionError) as err:
+        raise DataError(f"{data}: config {config!r} cannot be read ({err})") from None
 
 
 def row_metadata(dataset) -> list[dict]:

@@ -19,6 +19,7 @@ from typing import Any
 
 import orjson
 
+from mimic.errors import DataError
 from mimic.eval.data import CONTROL_COLUMNS
 from mimic.eval.scoring import ScoreResult
 
@@ -62,7 +63,7 @@ def _complete_length(data: bytes) -> int:
 
 def read_predictions(path: str | os.PathLike) -> list[dict]:
     """The complete lines of a predictions file ([] when it does not exist); a partial last line, left by
-    a crash mid-write, is ignored. A corrupt complete line raises ValueError naming its line number."""
+    a crash mid-write, is ignored. A corrupt complete line raises DataError naming its line number."""
     path = Path(path)
     if not path.exists():
         return []
@@ -74,7 +75,7 @@ def read_predictions(path: str | os.PathLike) -> list[dict]:
         try:
             records.append(orjson.loads(line))
         except orjson.JSONDecodeError as err:
-            raise ValueError(f"{path}:{lineno}: not a JSON line ({err})") from err
+            raise DataError(f"{path}:{lineno}: not a JSON line ({err})") from None
     return records
 
 

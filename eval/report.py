@@ -24,6 +24,8 @@ import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from mimic.atomic import atomic_path
+from mimic.errors import ConfigError
 from mimic.eval.aggregate import TABLE4_COLUMNS, TABLE4_EXTRA
 
 __all__ = ["REPORT_FILES", "format_ci", "format_pct", "table4_markdown", "write_report"]
@@ -44,7 +46,7 @@ def format_ci(low: float | None, high: float | None) -> str:
 def _labels(runs: Sequence[Mapping], labels: Sequence[str] | None) -> list[str]:
     names = list(labels) if labels else [str(r.get("label") or f"run {i + 1}") for i, r in enumerate(runs)]
     if len(names) != len(runs):
-        raise ValueError(f"{len(names)} labels for {len(runs)} runs")
+        raise ConfigError(f"labels: {len(names)} labels for {len(runs)} runs")
     seen: dict[str, int] = {}
     out = []
     for name in names:  # duplicate labels would make columns indistinguishable
@@ -288,7 +290,13 @@ def _fig1(runs: Sequence[Mapping], names: Sequence[str], path: Path) -> None:
         ax.set_ylabel("accuracy (%)")
         for a in axes[row]:
             a.set_ylim(-2, 102)
-    fig.savefig(path, dpi=110)
+    _save(fig, path)
+
+
+def _save(fig, path: Path) -> None:
+    # The temporary name has no .png suffix, so the format is named.
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=110, format="png")
 
 
 def _fig6(runs: Sequence[Mapping], names: Sequence[str], path: Path) -> None:
@@ -313,7 +321,7 @@ def _fig6(runs: Sequence[Mapping], names: Sequence[str], path: Path) -> None:
             ax.legend(fontsize=7)
         else:
             ax.text(0.5, 0.5, f"no {config} predictions", ha="center", va="center", transform=ax.transAxes)
-    fig.savefig(path, dpi=110)
+    _save(fig, path)
 
 
 def _table4_plot(runs: Sequence[Mapping], names: Sequence[str], path: Path) -> None:
@@ -336,7 +344,7 @@ def _table4_plot(runs: Sequence[Mapping], names: Sequence[str], path: Path) -> N
     ax.set_ylim(0, 105)
     ax.set_title("MIMIC Table 4 (95% bootstrap intervals)")
     ax.legend(fontsize=7)
-    fig.savefig(path, dpi=110)
+    _save(fig, path)
 
 
 def write_report(
@@ -345,7 +353,7 @@ def write_report(
 ) -> dict[str, Path]:
     """Write report.md and the plots for `runs` (results.json contents) into `out_dir`; returns the paths."""
     if not runs:
-        raise ValueError("no runs to report")
+        raise ConfigError("runs: no runs to report")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     names = _labels(runs, labels)
@@ -365,7 +373,8 @@ def write_report(
     for config in _configs_in_order(runs):
         lines += _config_section(config, runs, names)
     paths = {name: out / name for name in REPORT_FILES}
-    paths["report.md"].write_text("\n".join(lines).rstrip() + "\n", encoding="utf-8")
+    with atomic_path(paths["report.md"]) as tmp:
+        tmp.write_text("\n".join(lines).rstrip() + "\n", encoding="utf-8")
     _table4_plot(runs, names, paths["table4.png"])
     _fig1(runs, names, paths["fig1_counting.png"])
     _fig6(runs, names, paths["fig6_num_images.png"])

@@ -24,14 +24,14 @@ import json
 import logging
 import os
 import platform
-import tempfile
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mimic.errors import ConfigError
+from mimic.atomic import atomic_path
+from mimic.errors import ConfigError, DataError
 from mimic.eval.aggregate import AggregateSettings, summarize_run
 from mimic.eval.api import ModelAdapter, Request, create_model, parse_model_spec
 from mimic.eval.data import answer_vocabulary, load_config, resolve_configs, row_metadata
@@ -103,25 +103,18 @@ def default_label(spec: str) -> str:
 
 
 def write_json_atomic(path: str | os.PathLike, data: Any) -> None:
-    """Write `data` as JSON to a temporary file beside `path`, then rename it into place."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    """Write `data` as JSON atomically and durably (`mimic.atomic.atomic_path`)."""
+    with atomic_path(path) as tmp, open(tmp, "w") as f:
+        json.dump(data, f, indent=2, sort_keys=False, allow_nan=False)
+        f.write("\n")
+
+
+def read_json(path: str | os.PathLike) -> Any:
+    """A JSON file of a run folder; DataError naming it when it is not valid JSON."""
     try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(data, f, indent=2, sort_keys=False, allow_nan=False)
-            f.write("\n")
-        # mkstemp creates the file private (0600); a results file is as readable as any other output.
-        os.chmod(tmp, 0o666 & ~_umask())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
+        return json.loads(Path(path).read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise DataError(f"{path}: not valid JSON ({err}); delete it or use another --out") from None
 
 
 def _now() -> str:
@@ -145,7 +138,7 @@ def _start_run_folder(out: Path, identity: dict, overwrite: bool) -> dict:
         pred_path.unlink(missing_ok=True)
         (out / RESULTS_FILE).unlink(missing_ok=True)
     if run_path.exists() and pred_path.exists():
-        run = json.loads(run_path.read_text())
+        run = read_json(run_path)
         old = run.get("identity", {})
         if old != identity:
             diff = sorted(k for k in set(old) | set(identity) if old.get(k) != identity.get(k))
@@ -195,22 +188,25 @@ def run_eval(settings: EvalSettings, model: ModelAdapter | None = None) -> dict:
     from tqdm.auto import tqdm
 
     parse_model_spec(settings.model)  # a bad spec fails before any data is read
+    # The data is checked (configs, files, columns) before a model is loaded or the run folder is touched,
+    # so a bad --data leaves nothing behind.
+    plans = []
+    for config in resolve_configs(settings.data, settings.configs):
+        ds = load_config(settings.data, config, settings.split, settings.cache_dir)
+        rows = row_metadata(ds)
+        selected = list(range(len(rows)))[: settings.limit]
+        plans.append(_ConfigPlan(config, ds, rows, selected, [], answer_vocabulary(rows)))
     out = Path(settings.out)
-    out.mkdir(parents=True, exist_ok=True)
     owns_model = model is None
     if model is None:
         model = create_model(settings.model, settings.model_options)
     try:
+        out.mkdir(parents=True, exist_ok=True)
         run = _start_run_folder(out, _identity(settings, model), settings.overwrite)
         pred_path = out / PREDICTIONS_FILE
         done = {r["id"] for r in read_predictions(pred_path)}
-        plans = []
-        for config in resolve_configs(settings.data, settings.configs):
-            ds = load_config(settings.data, config, settings.split, settings.cache_dir)
-            rows = row_metadata(ds)
-            selected = list(range(len(rows)))[: settings.limit]
-            pending = [i for i in selected if rows[i]["id"] not in done]
-            plans.append(_ConfigPlan(config, ds, rows, selected, pending, answer_vocabulary(rows)))
+        for plan in plans:
+            plan.pending = [i for i in plan.selected if plan.rows[i]["id"] not in done]
         total = sum(len(p.pending) for p in plans)
         logger.info("%s: %d samples to generate, %d already done", out, total, sum(len(p.selected) for p in plans) - total)
         bar = tqdm(total=total, desc=f"eval {default_label(settings.model)}", unit="sample",
@@ -271,7 +267,7 @@ def _results(settings: EvalSettings, model: ModelAdapter, run: Mapping, plans: l
     if old_path.exists():
         # A resumed run with nothing left to generate never loads its model: keep what the run that did
         # load it recorded (model class, dtype, device, ...); what this run knows wins.
-        old_adapter = (json.loads(old_path.read_text()).get("run") or {}).get("adapter") or {}
+        old_adapter = (read_json(old_path).get("run") or {}).get("adapter") or {}
         adapter = {**old_adapter, **adapter}
     meta = {
         "model": settings.model,
@@ -307,14 +303,22 @@ def load_results(run_dir: str | os.PathLike, aggregate: AggregateSettings | None
     run_dir = Path(run_dir)
     results_path = run_dir / RESULTS_FILE
     if aggregate is None and results_path.exists():
-        return json.loads(results_path.read_text())
+        results = read_json(results_path)
+        if not isinstance(results, dict) or results.get("schema") != RESULTS_SCHEMA:
+            found = results.get("schema") if isinstance(results, dict) else type(results).__name__
+            raise DataError(f"{results_path}: not a results file of `mimic eval` (schema {found!r}, expected "
+                            f"{RESULTS_SCHEMA!r})")
+        return results
     records = read_predictions(run_dir / PREDICTIONS_FILE)
     if not records and not results_path.exists():
         raise ConfigError(f"{run_dir}: no {RESULTS_FILE} and no predictions: not a run folder")
-    old = json.loads(results_path.read_text()) if results_path.exists() else {}
-    run = json.loads((run_dir / RUN_FILE).read_text()) if (run_dir / RUN_FILE).exists() else {}
+    old = read_json(results_path) if results_path.exists() else {}
+    run = read_json(run_dir / RUN_FILE) if (run_dir / RUN_FILE).exists() else {}
     by_config: dict[str, list[dict]] = {}
-    for r in records:
+    for lineno, r in enumerate(records, 1):
+        if not isinstance(r, dict) or not {"id", "config"} <= set(r):
+            raise DataError(f"{run_dir / PREDICTIONS_FILE}: record {lineno} lacks its id or config: not written by "
+                            "`mimic eval`")
         by_config.setdefault(r["config"], []).append(r)
     # Keep one line per id (the last), in the order of first appearance.
     for config, recs in by_config.items():

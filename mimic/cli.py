@@ -1,8 +1,8 @@
 """The `mimic` command line.
 
-Each command is a typed dataclass of options (every field carries its `help`) plus a run function,
-registered with `@command`. The parser is generated from the dataclass, so `mimic CMD --help` always
-explains every option. Command modules import heavy libraries inside their run functions, which keeps
+Each command is a typed dataclass of options (`mimic.options.option` fields: every one carries its `help`)
+plus a run function, registered with `@command` in the `COMMANDS` registry (`mimic.registry.Registry`).
+The parser is generated from the dataclass, so `mimic CMD --help` always explains every option. Command modules import heavy libraries inside their run functions, which keeps
 `mimic --help` instant.
 """
 
@@ -18,8 +18,10 @@ from dataclasses import MISSING, dataclass
 
 from mimic import __version__
 from mimic.errors import MimicError
+from mimic.options import option
+from mimic.registry import Registry
 
-__all__ = ["command", "build_parser", "main", "COMMANDS", "opt"]
+__all__ = ["command", "build_parser", "check_paths", "main", "COMMANDS", "opt"]
 
 
 @dataclass(frozen=True)
@@ -30,7 +32,9 @@ class Command:
     summary: str
 
 
-COMMANDS: dict[str, Command] = {}
+COMMANDS: Registry[Command] = Registry("command")
+# Command options are declared with the one option helper (mimic.options); `opt` is that same function.
+opt = option
 GROUP_HELP = {"build": "Materialize datasets (benchmark, demo, training set) into Hub-layout folders."}
 
 
@@ -39,20 +43,26 @@ def command(name: str, options: type) -> Callable:
 
     def wrap(fn):
         doc = (fn.__doc__ or "").strip()
-        COMMANDS[name] = Command(name, options, fn, doc.splitlines()[0] if doc else "")
+        COMMANDS.register(name)(Command(name, options, fn, doc.splitlines()[0] if doc else ""))
         return fn
 
     return wrap
 
 
-def opt(default=MISSING, *, help: str, choices=None, positional: bool = False, metavar=None, **kw):
-    """A dataclass field with CLI metadata (`help` is required: no undocumented options)."""
-    meta = {"help": help, "choices": choices, "positional": positional, "metavar": metavar}
-    if default is MISSING and "default_factory" not in kw:
-        return dataclasses.field(metadata=meta, **kw)
-    if isinstance(default, (list, dict, set)):
-        return dataclasses.field(default_factory=lambda d=default: type(d)(d), metadata=meta, **kw)
-    return dataclasses.field(default=default, metadata=meta, **kw)
+def check_paths(*checks: tuple[str, str, str]) -> None:
+    """Raise ConfigError naming the flag whose file, folder or path ("file", "folder", "path") is not there.
+
+    Commands call it before reading or writing anything, so the message names the flag, not a file deep
+    inside the folder it should have been.
+    """
+    from pathlib import Path
+
+    from mimic.errors import ConfigError
+
+    for flag, value, kind in checks:
+        p = Path(value)
+        if not {"file": p.is_file, "folder": p.is_dir, "path": p.exists}[kind]():
+            raise ConfigError(f"{flag} {value}: {kind} not found")
 
 
 def _unwrap_optional(tp):
@@ -141,19 +151,22 @@ def _load_commands() -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run `mimic` with `argv`; returns the exit code. A `MimicError` (bad input) becomes one line on stderr and
+    exit code 2; any other exception is a bug and propagates with its traceback (docs/design.md, "Errors")."""
     parser = build_parser()
     ns = parser.parse_args(argv)
     if ns.command is None or ns.command not in COMMANDS:
         # A bare group ("mimic build") prints its own help.
         (parser.parse_args([ns.command, "--help"]) if ns.command else parser.print_help())
         return 0
-    cmd = COMMANDS[ns.command]
+    cmd = COMMANDS.get(ns.command)
     values = {k: v for k, v in vars(ns).items() if k != "command"}
     try:
         options = cmd.options(**values)
         code = cmd.run(options)
     except MimicError as e:
-        print(f"mimic {ns.command}: error: {e}", file=sys.stderr)
+        # One line, whatever the message holds (an HTTP body, a library's multi-line text).
+        print(f"mimic {ns.command}: error: {' '.join(str(e).split())}", file=sys.stderr)
         return 2
     return int(code or 0)
 

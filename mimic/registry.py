@@ -1,8 +1,9 @@
 """A small name -> object registry filled by decorators, with helpful errors for unknown names.
 
-Model adapters and metrics each live in one (`mimic.eval.api.MODELS`, `mimic.eval.metrics.METRICS`), in
-the manner of lm-evaluation-harness's `lm_eval/api/registry.py`: code registers with a decorator, users
-pick by name, and a typo gets "did you mean ...?" plus the list of what exists.
+Every set of named, pluggable things lives in one: the CLI's commands (`mimic.cli.COMMANDS`), model adapters
+(`mimic.eval.api.MODELS`), metrics (`mimic.eval.metrics.METRICS`), task generators and answer scorers, in the
+manner of lm-evaluation-harness's `lm_eval/api/registry.py`: code registers with a decorator, users pick by
+name, and a typo gets "did you mean ...?" plus the list of what exists (docs/design.md, "Registries").
 """
 
 from __future__ import annotations

@@ -44,3 +44,44 @@ def test_unknown_config_is_a_usage_error(capsys):
         main(["generate", "--config", "countin", "--out", "x.jsonl"])
     assert done.value.code == 2
     assert "invalid choice: 'countin'" in capsys.readouterr().err
+
+
+def test_source_names_match_the_library():
+    from mimic.builders.reading import SOURCES
+    from mimic.commands.data import SOURCES as CLI_SOURCES
+
+    assert tuple(CLI_SOURCES) == SOURCES
+
+
+def test_the_library_reads_annotations_without_the_cli():
+    # The builders read annotations through mimic.builders, never through the command modules.
+    import subprocess
+    import sys
+
+    code = ("import sys, mimic.builders.mimic_bench, mimic.builders.mimic_train; "
+            "sys.exit(any(m.startswith('mimic.commands') or m == 'mimic.cli' for m in sys.modules))")
+    assert subprocess.run([sys.executable, "-c", code]).returncode == 0
+
+
+def test_one_registry_class_and_one_option_helper():
+    from mimic.eval import api
+    from mimic.eval.metrics import METRICS
+    from mimic.options import option
+    from mimic.registry import Registry, UnknownNameError
+
+    for registry in (COMMANDS, api.MODELS, METRICS):
+        assert isinstance(registry, Registry)
+    build_parser()  # fills COMMANDS
+    assert "build bench" in COMMANDS and "eval" in COMMANDS.names()
+    with pytest.raises(UnknownNameError, match="Did you mean 'eval'"):
+        COMMANDS.get("evl")
+    import mimic.cli
+
+    assert mimic.cli.opt is option and api.option is option
+
+
+def test_an_option_without_help_cannot_be_declared():
+    from mimic.options import option
+
+    with pytest.raises(TypeError):
+        option(3)  # help is a required keyword

@@ -35,7 +35,6 @@ import math
 import os
 import random
 import shutil
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,6 +42,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
+from mimic.atomic import make_temp_dir
 from mimic.builders.index import DEFAULT_MIN_BOX_FRAC, AnnotationIndex
 from mimic.errors import ConfigError
 
@@ -777,9 +777,8 @@ def render_world(
     from tqdm.auto import tqdm
 
     paths.root.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{paths.root.name}.tmp-", dir=paths.root.parent))
+    tmp = make_temp_dir(paths.root)  # 0777 less the umask, like any folder: the world is ordinary data
     try:
-        os.chmod(tmp, 0o755)  # mkdtemp makes it private; the world is ordinary data
         (tmp / "images").mkdir()
         plans = _plan_world(num_images, seed)
         rendered = []

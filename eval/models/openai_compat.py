@@ -26,6 +26,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
+from mimic.errors import ConfigError, MimicError
 from mimic.eval.api import Generation, ModelAdapter, Request, option, register_model
 
 __all__ = ["DEFAULT_BASE_URL", "EndpointError", "OpenAIModel", "OpenAIOptions", "image_data_url"]
@@ -37,8 +38,11 @@ _RETRY_STATUS = frozenset({408, 409, 429}) | frozenset(range(500, 600))
 _MAX_RETRY_AFTER_S = 60.0
 
 
-class EndpointError(RuntimeError):
-    """The endpoint refused a request or kept failing after the retries."""
+class EndpointError(MimicError, RuntimeError):
+    """The endpoint refused a request or kept failing after the retries. The message names the URL.
+
+    A MimicError: a server that is down or a wrong --base-url is the user's to fix, not a bug.
+    """
 
 
 @dataclass
@@ -57,10 +61,12 @@ class OpenAIOptions:
     concurrency: int = option(4, identity=False, help="Requests of a batch sent in parallel.")
 
     def __post_init__(self):
-        if self.max_retries < 0 or self.concurrency < 1 or self.timeout_s <= 0:
-            raise ValueError("max_retries must be >= 0, concurrency >= 1 and timeout_s > 0")
-        if not 1 <= self.jpeg_quality <= 95:
-            raise ValueError(f"jpeg_quality must be in 1..95, got {self.jpeg_quality}")
+        for name, ok, rule in (("max_retries", self.max_retries >= 0, ">= 0"),
+                               ("concurrency", self.concurrency >= 1, ">= 1"),
+                               ("timeout_s", self.timeout_s > 0, "> 0"),
+                               ("jpeg_quality", 1 <= self.jpeg_quality <= 95, "in 1..95")):
+            if not ok:
+                raise ConfigError(f"{name} must be {rule}, got {getattr(self, name)}")
 
 
 def image_data_url(image, quality: int = 90) -> str:
@@ -123,7 +129,8 @@ class OpenAIModel(ModelAdapter):
                 reason = f"HTTP {err.code}"
             except (urllib.error.URLError, TimeoutError, socket.timeout, ConnectionError) as err:
                 if attempt == o.max_retries:
-                    raise EndpointError(f"{self.url}: {err} after {attempt + 1} attempt(s)") from None
+                    raise EndpointError(f"{self.url}: {err} after {attempt + 1} attempt(s); is the server up, and "
+                                        "is base_url (--base-url, $OPENAI_BASE_URL) right?") from None
                 reason = type(err).__name__
             wait = delay if retry_after is None else retry_after
             logger.warning("%s: %s, retry %d/%d in %.1fs", self.url, reason, attempt + 1, o.max_retries, wait)

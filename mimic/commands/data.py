@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from mimic.cli import command, opt
 
-SOURCES = ["coco", "openimages", "synthetic"]
+SOURCES = ["coco", "openimages", "synthetic"]  # = mimic.builders.reading.SOURCES (tests/test_cli.py)
 # Spelled out here rather than read from mimic.builders.configs, so `--help` needs no heavy imports;
 # tests/test_cli.py checks that the two agree.
 BENCH_CONFIG_NAMES = ["counting_balanced", "counting_unbalanced", "counting_multiconcept", "listing", "common", "odd_one"]
@@ -37,32 +37,23 @@ class IndexOptions:
 
 
 def load_index(source: str, annotations=None, images=None, oi_classes=None, oi_hierarchy=None, check_images=False):
-    """Read annotations of any supported source into an `AnnotationIndex` (an `.parquet` path is reloaded)."""
+    """`mimic.builders.load_index` for the commands: the arguments are checked first, so errors name flags."""
+    from pathlib import Path
+
+    from mimic.builders.reading import load_index as read_index
     from mimic.errors import ConfigError
 
-    if annotations is not None and str(annotations).endswith(".parquet"):
-        from mimic.builders.index import AnnotationIndex
-
-        return AnnotationIndex.load(annotations)
-    if source == "coco":
-        from mimic.builders.sources.coco import read_coco
-
-        if annotations is None:
-            raise ConfigError("--annotations is required for --source coco")
-        return read_coco(annotations, images, check_images=check_images)
-    if source == "synthetic":
-        from mimic.builders.sources.synthetic import read_synthetic
-
-        return read_synthetic(annotations, images, check_images=check_images)
-    if source == "openimages":
-        from mimic.builders.sources.openimages import read_openimages
-
+    is_index = annotations is not None and str(annotations).endswith(".parquet")
+    if source == "coco" and annotations is None:
+        raise ConfigError("--annotations is required for --source coco")
+    if source == "openimages" and not is_index:
         missing = [n for n, v in (("--annotations", annotations), ("--oi-classes", oi_classes),
                                   ("--oi-hierarchy", oi_hierarchy)) if v is None]
         if missing:
             raise ConfigError(f"--source openimages needs {', '.join(missing)}")
-        return read_openimages(annotations, oi_classes, oi_hierarchy, images_dir=images, check_images=check_images)
-    raise ConfigError(f"unknown --source {source!r}; choose from {SOURCES}")
+    if images is not None and not Path(images).is_dir():
+        raise ConfigError(f"--images {images}: folder not found")
+    return read_index(source, annotations, images, oi_classes, oi_hierarchy, check_images=check_images)
 
 
 @command("index", IndexOptions)
@@ -97,6 +88,10 @@ def run_world(o: WorldOptions) -> int:
     """
     from mimic.builders.sources.coco import read_coco
     from mimic.builders.sources.synthetic import render_world
+    from mimic.errors import ConfigError
+
+    if o.images < 1:
+        raise ConfigError(f"--images must be at least 1, got {o.images}")
 
     paths = render_world(o.out, num_images=o.images, seed=o.seed, image_size=o.image_size)
     index = read_coco(paths.annotations, paths.images, source="synthetic")

@@ -96,10 +96,12 @@ def run_eval_command(o: EvalOptions) -> int:
     from mimic.eval.aggregate import AggregateSettings
     from mimic.eval.runner import RESULTS_FILE, EvalSettings, run_eval
 
-    try:
-        aggregate = AggregateSettings(resamples=o.bootstrap, seed=o.bootstrap_seed)
-    except ValueError as err:
-        raise ConfigError(str(err)) from err
+    for flag, value in (("--limit", o.limit), ("--batch-size", o.batch_size)):
+        if value is not None and value < 1:
+            raise ConfigError(f"{flag} must be at least 1, got {value}")
+    if o.bootstrap < 0:
+        raise ConfigError(f"--bootstrap must be 0 (no intervals) or more, got {o.bootstrap}")
+    aggregate = AggregateSettings(resamples=o.bootstrap, seed=o.bootstrap_seed)
     settings = EvalSettings(
         data=o.data, model=o.model, out=o.out, configs=list(o.configs), limit=o.limit, batch_size=o.batch_size,
         split=o.split, label=o.label, model_options=_model_options(o), overwrite=o.overwrite, progress=o.progress,
@@ -136,10 +138,9 @@ def run_report_command(o: ReportOptions) -> int:
 
     aggregate = None
     if o.bootstrap is not None:
-        try:
-            aggregate = AggregateSettings(resamples=o.bootstrap, seed=o.bootstrap_seed)
-        except ValueError as err:
-            raise ConfigError(str(err)) from err
+        if o.bootstrap < 0:
+            raise ConfigError(f"--bootstrap must be 0 (no intervals) or more, got {o.bootstrap}")
+        aggregate = AggregateSettings(resamples=o.bootstrap, seed=o.bootstrap_seed)
     runs = [load_results(run, aggregate) for run in o.runs]
     if o.labels and len(o.labels) != len(runs):
         raise ConfigError(f"--labels gives {len(o.labels)} names for {len(runs)} runs")

@@ -104,9 +104,11 @@ def run_stats(o: StatsOptions) -> int:
     """Print the paper's Table 1 rows (queries, images, instances and images per query, words) for a set,
     and the control cells `mimic generate` skipped for it (recorded in FILE.grid.json)."""
     from mimic.builders.generate import read_jsonl
+    from mimic.builders.rows import STATS_FIELDS, check_rows
     from mimic.builders.stats import format_table1, table1
 
     rows = read_jsonl(o.file)
+    check_rows(rows, o.file, STATS_FIELDS)
     index = load_index(o.source, o.annotations) if o.annotations else None
     print(format_table1(table1(rows, index)))
     grid = format_grid(o.file)
@@ -147,10 +149,12 @@ class VerifyOptions:
 def run_verify(o: VerifyOptions) -> int:
     """Re-verify every sample of a generated set against the annotations; exit 1 if any fails."""
     from mimic.builders.generate import read_jsonl
+    from mimic.builders.rows import check_rows
     from mimic.builders.verify import check_sample
 
-    index = load_index(o.source, o.annotations, o.images, o.oi_classes, o.oi_hierarchy)
     rows = read_jsonl(o.file)
+    check_rows(rows, o.file)  # before the (possibly long) read of the annotations
+    index = load_index(o.source, o.annotations, o.images, o.oi_classes, o.oi_hierarchy)
     failed = 0
     for row in rows:
         problems = check_sample(index, row, o.min_box_frac)

@@ -6,7 +6,7 @@ import shlex
 import sys
 from dataclasses import dataclass
 
-from mimic.cli import command, opt
+from mimic.cli import check_paths, command, opt
 from mimic.commands.data import BENCH_CONFIG_NAMES as CONFIG_NAMES
 
 
@@ -110,6 +110,7 @@ def run_build_bench(o: BuildBenchOptions) -> int:
     """
     from mimic.builders.mimic_bench import MimicBench
 
+    check_paths(("--coco-annotations", o.coco_annotations, "file"), ("--coco-images", o.coco_images, "folder"))
     failed = _build(MimicBench, o, source="coco", annotations=o.coco_annotations, images=o.coco_images,
                     min_box_frac=o.min_box_frac, pretty_name="MIMIC benchmark",
                     summary="The MIMIC evaluation benchmark, generated from MS-COCO annotations.")
@@ -125,6 +126,7 @@ def run_build_demo(o: BuildDemoOptions) -> int:
 
     annotations = images = None
     if o.world is not None:
+        check_paths(("--world", o.world, "path"))
         p = Path(o.world)
         annotations = p / "annotations.json" if p.is_dir() else p
         images = annotations.parent / "images"
@@ -151,7 +153,10 @@ def run_push(o: PushOptions) -> int:
     The token comes from the usual places (HF_TOKEN, or `hf auth login`); it is never printed.
     """
     from mimic.builders.publish import push_folder
+    from mimic.errors import ConfigError
 
+    if "/" not in o.repo:
+        raise ConfigError(f"--repo must look like ORG/NAME, got {o.repo!r}")
     push_folder(o.folder, o.repo, private=o.private, dry_run=o.dry_run, message=o.message)
     return 0
 
@@ -163,19 +168,19 @@ class ShowOptions:
     rows: int = opt(2, help="Rows to print per config.")
 
 
+SHOW_COLUMNS = ("images", "question", "answer", "num_images", "num_query_images", "num_distractors")
+
+
 @command("show", ShowOptions)
 def run_show(o: ShowOptions) -> int:
     """Load a MIMIC dataset (benchmark or training folder, or a Hub id) and print a few rows of each config."""
-    from datasets import load_dataset_builder
+    from mimic.eval.data import config_splits, load_config, resolve_configs
 
-    from mimic.eval.data import config_names, load_config
-
-    names = o.configs or config_names(o.data)
-    for name in names:
-        splits = load_dataset_builder(o.data, name).config.data_files or {}
+    for name in resolve_configs(o.data, o.configs):
+        splits = config_splits(o.data, name)
         split = "test" if "test" in splits else next(iter(splits), "test")
         # load_config reads a local folder by its file paths: a folder rebuilt in place is never served stale.
-        ds = load_config(o.data, name, split)
+        ds = load_config(o.data, name, split, columns=SHOW_COLUMNS)
         print(f"\n== {name}: {len(ds)} rows ==")
         for row in ds.select(range(min(o.rows, len(ds)))):
             sizes = ", ".join(f"{im.width}x{im.height}" for im in row["images"][:3])

@@ -7,7 +7,7 @@ import shlex
 import sys
 from dataclasses import dataclass
 
-from mimic.cli import command, opt
+from mimic.cli import check_paths, command, opt
 from mimic.commands.data import TRAIN_TASK_NAMES as TASKS
 
 
@@ -61,6 +61,9 @@ def run_build_train(o: BuildTrainOptions) -> int:
     from mimic.commands.generate import warn_skipped
     from mimic.errors import ConfigError, InfeasibleError
 
+    if o.source == "coco" and not o.allow_coco:
+        raise ConfigError("--source coco: COCO is the evaluation benchmark's source, and training on it would leak "
+                          "evaluation images; use Open Images, or --allow-coco for a COCO split you know is disjoint")
     annotations, images = o.oi_boxes, o.oi_images
     if o.source == "synthetic" and o.world:
         p = Path(o.world)
@@ -68,6 +71,10 @@ def run_build_train(o: BuildTrainOptions) -> int:
         images = str(Path(annotations).parent / "images")
     elif o.source != "synthetic" and (annotations is None or images is None):
         raise ConfigError("--oi-boxes and --oi-images are required (or --source synthetic)")
+    checks = [("--oi-boxes", o.oi_boxes, "file"), ("--oi-images", o.oi_images, "folder"),
+              ("--oi-classes", o.oi_classes, "file"), ("--oi-hierarchy", o.oi_hierarchy, "file"),
+              ("--world", o.world, "path")]
+    check_paths(*[(flag, value, kind) for flag, value, kind in checks if value is not None])
     index = missing = None
     tables = {}
     failed = []
@@ -139,6 +146,8 @@ def run_check_overlap(o: OverlapOptions) -> int:
     for source, image_id in shared[:10]:
         print(f"  {source} {image_id}")
     if o.json_out:
-        with open(o.json_out, "w") as f:
-            json.dump([list(k) for k in shared], f)
+        from mimic.atomic import atomic_path
+
+        with atomic_path(o.json_out) as tmp:
+            tmp.write_text(json.dumps([list(k) for k in shared]))
     return 1 if shared else 0
