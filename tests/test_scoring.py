@@ -1,9 +1,9 @@
 """Answer parsing and scoring (mimic.eval.scoring): numbers, class names, lists, multi-concept counts,
-sample scoring, aggregation and hostile inputs. Every expected value is written out by hand."""
+sample scoring and hostile inputs. Every expected value is written out by hand. The answer styles of
+real chat models (totals with breakdowns, hedges, refusals, listing noise) have their own tables in
+test_scoring_counts.py, test_scoring_classes.py and test_scoring_lists.py."""
 
 from __future__ import annotations
-
-import math
 
 import pytest
 
@@ -11,8 +11,6 @@ from mimic.eval.normalize import COCO_CLASSES, normalize_text
 from mimic.eval.scoring import (
     MAX_COUNT,
     ScoreResult,
-    mean_absolute_error,
-    micro_f1,
     normalize_class_name,
     parse_class,
     parse_count,
@@ -105,7 +103,6 @@ def single(task="common", gold="dog", **extra):
         ("The 2nd image has 1 dog", 1),
         ("There are 4 dogs in the 7 images", 4),
         ("There are 3 dogs, one in each image", 3),
-        ("2-3 dogs", 3),
         ("There are no dogs", 0),
         ("None.", 0),
         ("-3", -3),
@@ -193,7 +190,6 @@ def test_parse_count_huge_digit_string_is_absurd_not_an_error():
         ("Both a dog and a cat appear, but the answer is: cat", "cat"),
         ("The common class is horse; image 3 also has a dog", "horse"),
         ("The odd one out is the cat; all other images contain dogs.", "cat"),
-        ("dog or cat", "dog"),
     ],
 )
 def test_parse_class(text, expected):
@@ -203,7 +199,7 @@ def test_parse_class(text, expected):
 @pytest.mark.parametrize(
     "text",
     ["category", "catalog", "Category: unknown", "not a cat", "no cats", "there is no cat", "isn't a cat",
-     "without a cat", "neither a cat nor a dog", "glasses", "", "   ", "😺", "I am not sure."],
+     "without a cat", "neither a cat nor a dog", "glasses", "", "   ", "😺", "I am not sure.", "dog or cat"],
 )  # fmt: skip
 def test_parse_class_none(text):
     assert parse_class(text, COCO) is None
@@ -212,7 +208,9 @@ def test_parse_class_none(text):
 def test_parse_class_returns_the_candidate_spelling_and_uses_only_candidates():
     assert parse_class("boxes", ["box", "cat"]) == "box"
     assert parse_class("televisions", ["Television", "Couch"]) == "Television"
-    assert parse_class("a tv", ["Television", "Couch"]) == "Television"
+    # "tv" is another name of Open Images' Television; in COCO's table, tv is the class itself.
+    assert parse_class("a tv", ["Television", "Couch"], source="openimages") == "Television"
+    assert parse_class("a tv", ["Television", "Couch"]) is None
     assert parse_class("dog", ["cat", "horse"]) is None
 
 
@@ -221,8 +219,9 @@ def test_hot_dog_is_dog_only_when_hot_dog_is_not_a_candidate():
     assert parse_class("hot dog", ["dog", "cat"]) == "dog"
 
 
-def test_synonym_shared_by_two_candidates_is_not_guessed():
-    assert parse_class("smartphone", ["cell phone", "mobile phone"]) is None
+def test_exact_candidate_name_beats_another_names_synonym():
+    # "mobile phone" is a COCO synonym of cell phone, but a candidate of its own here.
+    assert parse_class("smartphone", ["cell phone", "mobile phone"]) == "cell phone"
     assert parse_class("mobile phone", ["cell phone", "mobile phone"]) == "mobile phone"
 
 
@@ -435,30 +434,31 @@ def test_score_listing_uses_sample_candidates():
 
 @pytest.mark.parametrize("task", ["common", "odd_one"])
 @pytest.mark.parametrize(
-    ("prediction", "correct", "ambiguous"),
+    ("prediction", "correct", "rule"),
     [
-        ("Dog", True, False),
-        ("dogs", True, False),
-        ("The answer is: dog.", True, False),
-        ("cat", False, False),
-        ("not a cat, a dog", True, False),
-        ("I see a cat in one image, but the answer is dog", True, True),
-        ("cat and dog", False, True),
-        ("hot dog", False, False),
-        ("", False, False),
+        ("Dog", True, "single_class"),
+        ("dogs", True, "single_class"),
+        ("The answer is: dog.", True, "single_class"),
+        ("cat", False, "single_class"),
+        ("not a cat, a dog", True, "single_class"),
+        ("I see a cat in one image, but the answer is dog", True, "answer_marker"),
+        ("cat and dog", False, "hedge"),
+        ("hot dog", False, "single_class"),
+        ("", False, "no_class"),
     ],
 )
-def test_score_class_tasks(task, prediction, correct, ambiguous):
+def test_score_class_tasks(task, prediction, correct, rule):
     result = score_answer(single(task, "dog"), prediction)
     assert result.correct is correct
     assert result.score == (1.0 if correct else 0.0)
-    assert result.details["ambiguous"] is ambiguous
+    assert result.details["rule"] == rule
 
 
 def test_score_class_records_mentions_and_parse_failure():
     result = score_answer(single("common", "dog"), "cat and dog")
-    assert result.parsed == "cat"
+    assert result.parsed == ["cat", "dog"] and not result.correct and not result.parse_failed
     assert result.details["mentioned"] == ["cat", "dog"]
+    assert result.details["taken"] == ["cat", "dog"]
     failed = score_answer(single("odd_one", "dog"), "I don't know")
     assert failed.parsed is None and failed.parse_failed and not failed.correct
 
@@ -474,36 +474,6 @@ def test_score_answer_rejects_unknown_task():
 
 def test_score_answer_treats_none_prediction_as_empty():
     assert score_answer(counting("3"), None).parsed is None  # type: ignore[arg-type]
-
-
-# ---------------------------------------------------------------------------------------------- aggregation
-
-
-def _listing_result(tp, fp, fn):
-    return ScoreResult(False, 0.0, [], {"tp": tp, "fp": fp, "fn": fn})
-
-
-def test_micro_f1_sums_counts_over_samples():
-    results = [_listing_result(2, 0, 0), _listing_result(0, 1, 2)]
-    assert micro_f1(results) == pytest.approx(4 / 7)  # 2*2 / (2*2 + 1 + 2)
-
-
-def test_micro_f1_edge_cases():
-    assert micro_f1([_listing_result(0, 0, 0)]) == 1.0
-    assert math.isnan(micro_f1([]))
-    with pytest.raises(ValueError, match="tp/fp/fn"):
-        micro_f1([ScoreResult(True, 1.0, 3, {"abs_error": 0})])
-
-
-def test_micro_f1_from_scored_samples():
-    results = [score_answer(listing(), "car, train"), score_answer(listing(), "bus")]
-    assert micro_f1(results) == pytest.approx(4 / 7)  # tp 2, fp 1, fn 2
-
-
-def test_mean_absolute_error_skips_unparsed():
-    results = [score_answer(counting("3"), p) for p in ["3", "5", "", "2"]]
-    assert mean_absolute_error(results) == pytest.approx(1.0)  # (0 + 2 + 1) / 3
-    assert math.isnan(mean_absolute_error([score_answer(counting("3"), "")]))
 
 
 # ---------------------------------------------------------------------------------------------- hostile inputs
