@@ -1,8 +1,8 @@
 """Reading the class a Common or Odd-One answer names, and why that class was taken.
 
 Negated mentions ("not a cat", "a dog, not a cat", "Cat? No.") and modifiers ("dog bed") are set aside.
-The others form groups: mentions joined only by list words ("dog, cat", "either a dog or a cat", "dogs
-and cats", "dog (or maybe cat)") are one group. The answer is the first group after the last answer marker
+The others form groups: mentions joined only by punctuation and list words ("dog, cat", "either a dog or
+a cat", "dogs and cats", "dog (or maybe cat)", "Dog.\nCat.") are one group. The answer is the first group after the last answer marker
 ("the answer is", "class:", "odd one out is"), else the first group.
 
 - A group naming one class is the answer. Other groups are context ("The odd one out is the dog; the
@@ -54,7 +54,8 @@ class ClassReading:
 def _groups(toks: Sequence[Tok], mentions: list[Mention]) -> list[list[Mention]]:
     groups: list[list[Mention]] = []
     for m in mentions:
-        if groups and all(t.text in _GROUP_JOINERS for t in toks[groups[-1][-1].end : m.start]):
+        gap = toks[groups[-1][-1].end : m.start] if groups else ()
+        if groups and all(t.kind == "punct" or t.text in _GROUP_JOINERS for t in gap):
             groups[-1].append(m)
         else:
             groups.append([m])

@@ -156,6 +156,16 @@ def _counts_images(toks: Sequence[Tok], i: int) -> bool:
     return i + 2 < n and toks[i + 1].text == "of" and toks[i + 2].text in _SUBSET_WORDS
 
 
+def _per_image(toks: Sequence[Tok], i: int) -> bool:
+    """toks[i] is a count per image: "one in each image", "one dog in each", "2 dogs per image"."""
+    words = [t.text for t in toks[i + 1 : i + 4]]
+    if words[:1] in (["each"], ["per"]) or words[:2] in (["in", "each"], ["in", "every"], ["on", "each"]):
+        return True
+    return len(words) >= 2 and toks[i + 1].kind == "word" and (
+        words[1] in ("each", "per") or words[1:3] in (["in", "each"], ["in", "every"], ["on", "each"])
+    )
+
+
 def _excluded_numbers(toks: Sequence[Tok]) -> tuple[list[bool], dict[int, int]]:
     """Which tokens are not candidate counts, and the references to one image ({first token: last})."""
     n = len(toks)
@@ -201,8 +211,18 @@ def _excluded_numbers(toks: Sequence[Tok]) -> tuple[list[bool], dict[int, int]]:
             and toks[i + 2].text != "\n"
         ):
             excluded[i] = True  # "1. Image 1: ..." list enumerator
-        elif nxt in ("each", "per") or (nxt == "in" and i + 2 < n and toks[i + 2].text in ("each", "every")):
-            excluded[i] = True  # "one in each image": a per-image count
+        elif _per_image(toks, i):
+            excluded[i] = True  # "one in each image", "2 dogs per image": a per-image count
+        elif (
+            i >= 1
+            and toks[i - 1].text == "|"
+            and (i == 1 or toks[i - 2].text == "\n")
+            and nxt == "|"
+            and i + 2 < n
+            and toks[i + 2].kind == "num"
+        ):
+            excluded[i] = True  # "| 1 | 2 |": the first cell of a table row numbers the image
+            refs[i] = i
         elif i > 0 and toks[i - 1].text in ("in", "from") and (i + 1 >= n or toks[i + 1].kind == "punct"):
             excluded[i] = True  # "1 in one, 2 in another": "one" is an image
             refs[i] = i
