@@ -54,6 +54,12 @@ _NOT_NOUNS = frozenset(
      "corner", "side", "edge", "hidden", "obscured", "cropped", "cut", "clear", "unclear", "only", "too",
      "well", "again", "sure", "shown", "seen", "included", "yes", "no", "not", "none"}
 )  # fmt: skip
+# Words of a sentence, not of an object name: "I cannot see the images" is not an unknown item.
+_SENTENCE_WORDS = frozenset(
+    {"not", "cannot", "cant", "dont", "doesnt", "isnt", "arent", "unable", "sorry", "think", "seem", "seems",
+     "look", "looks", "might", "may", "would", "should", "will", "am", "im", "has", "have", "had", "do",
+     "does", "sure", "know"}
+)  # fmt: skip
 _MAX_UNKNOWN_WORDS = 3
 _NONE_WORDS = frozenset({"none", "no", "nothing"})
 _MAX_ITEM_RECORDS = 50
@@ -96,7 +102,7 @@ def _unknown_decision(words: list[str]) -> str:
         return "filler"
     if any(w in _VAGUE for w in words):
         return "vague"
-    if len(words) > _MAX_UNKNOWN_WORDS:
+    if len(words) > _MAX_UNKNOWN_WORDS or any(w in _SENTENCE_WORDS for w in words):
         return "commentary"
     last = words[-1]
     if last in _NOT_NOUNS or last.endswith("ly"):
