@@ -7,9 +7,12 @@ from __future__ import annotations
 
 import pytest
 
+from mimic.eval.metrics import metric_value, record_arrays
 from mimic.eval.normalize import COCO_CLASSES, normalize_text
 from mimic.eval.scoring import (
     MAX_COUNT,
+    SCORERS,
+    TASKS,
     ScoreResult,
     normalize_class_name,
     parse_class,
@@ -18,6 +21,7 @@ from mimic.eval.scoring import (
     parse_list,
     score_answer,
 )
+from mimic.registry import Registry
 
 COCO = list(COCO_CLASSES)
 
@@ -474,6 +478,30 @@ def test_score_answer_rejects_unknown_task():
 
 def test_score_answer_treats_none_prediction_as_empty():
     assert score_answer(counting("3"), None).parsed is None  # type: ignore[arg-type]
+
+
+# ---------------------------------------------------------------------------------------------- registry, metrics
+
+
+def test_scorers_are_a_registry_of_the_four_tasks():
+    assert isinstance(SCORERS, Registry)
+    assert TASKS == ("counting", "listing", "common", "odd_one")
+    with pytest.raises(ValueError, match="Did you mean 'counting'"):
+        score_answer({"task": "countin"}, "3")
+
+
+def test_scored_results_feed_the_metrics():
+    # The metrics live in mimic.eval.metrics; scored results go there through their records' details.
+    results = [score_answer(listing(), "car, train"), score_answer(listing(), "bus")]
+    records = [{"correct": r.correct, "score": r.score, "parse_failed": r.parse_failed, "details": r.details}
+               for r in results]
+    assert metric_value("micro_f1", record_arrays(records)) == pytest.approx(4 / 7)  # tp 2, fp 1, fn 2
+    counts = [score_answer(counting("3"), p) for p in ["3", "5", "", "2", "3 or 5"]]
+    records = [{"correct": r.correct, "score": r.score, "parse_failed": r.parse_failed, "details": r.details}
+               for r in counts]
+    arrays = record_arrays(records)
+    assert metric_value("mae", arrays) == pytest.approx(5 / 4)  # (0 + 2 + 1 + 2) / 4: the failure left out
+    assert metric_value("parse_failure_rate", arrays) == pytest.approx(1 / 5)
 
 
 # ---------------------------------------------------------------------------------------------- hostile inputs

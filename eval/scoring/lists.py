@@ -33,8 +33,7 @@ _ITEM_WORDS = frozenset({"and", "or", "plus"})
 # Words that never make an unknown item: fillers, lead-ins and the question's own vocabulary.
 _FILLER = frozenset(
     {"a", "an", "the", "also", "i", "we", "you", "it", "they", "them", "their", "its", "one", "ones", "there",
-     "here", "is", "are", "was", "were", "be",
-     "can", "could", "see", "seen", "present", "shown", "show", "shows", "include", "includes", "including",
+     "here", "is", "are", "was", "were", "be", "can", "could", "see", "seen", "present", "shown", "show", "shows", "include", "includes", "including",
      "contain", "contains", "containing", "in", "on", "of", "at", "with", "from", "to", "for", "this", "these",
      "those", "that", "which", "image", "images", "picture", "pictures", "photo", "photos", "list", "category",
      "categories", "sub", "subcategory", "subcategories", "answer", "final", "following", "class", "classes",

@@ -112,10 +112,6 @@ def _score_class(sample: dict, prediction: str) -> ScoreResult:
     return ScoreResult(correct, float(correct), parsed, details)
 
 
-SCORERS.register("common")(_score_class)
-SCORERS.register("odd_one")(_score_class)
-
-
 @SCORERS.register("listing")
 def score_listing(sample: dict, prediction: str) -> ScoreResult:
     gold_names = [str(c) for c in sample.get("answer_list") or sample.get("target_classes") or []]
@@ -147,6 +143,8 @@ def score_listing(sample: dict, prediction: str) -> ScoreResult:
     return ScoreResult(names is not None and predicted == gold, f1, names, details)
 
 
+SCORERS.register("common")(_score_class)
+SCORERS.register("odd_one")(_score_class)
 TASKS: tuple[str, ...] = tuple(SCORERS.names())
 
 
