@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import pytest
 
+from mimic.eval.aggregate import AggregateSettings, summarize_config
 from mimic.eval.metrics import metric_value, record_arrays
 from mimic.eval.normalize import COCO_CLASSES, normalize_text
+from mimic.eval.predictions import make_record
 from mimic.eval.scoring import (
     MAX_COUNT,
     SCORERS,
@@ -502,6 +504,17 @@ def test_scored_results_feed_the_metrics():
     arrays = record_arrays(records)
     assert metric_value("mae", arrays) == pytest.approx(5 / 4)  # (0 + 2 + 1 + 2) / 4: the failure left out
     assert metric_value("parse_failure_rate", arrays) == pytest.approx(1 / 5)
+
+
+def test_parse_failure_reasons_reach_the_aggregate():
+    answers = ["3", "No idea.", "I cannot tell.", "In total 3 dogs. Total: 4", "3 or 4", ""]
+    records = []
+    for i, answer in enumerate(answers):
+        sample = counting("3", id=f"c{i}")
+        records.append(make_record(sample, "q", answer, score_answer(sample, answer)))
+    summary, _ = summarize_config("counting_balanced", records, AggregateSettings(resamples=0))
+    assert summary["parse_failures"] == 4  # the hedge "3 or 4" is wrong, not a failure
+    assert summary["parse_failure_reasons"] == {"refusal": 2, "ambiguous_totals": 1, "no_number": 1}
 
 
 # ---------------------------------------------------------------------------------------------- hostile inputs
