@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from functools import lru_cache
 
 __all__ = [
     "COCO_CLASSES",
@@ -87,6 +88,7 @@ def normalize_text(text: str) -> str:
     return _HEADING_RE.sub(" ", text)
 
 
+@lru_cache(maxsize=8192)  # scoring keys the same few hundred class names for every answer
 def normalize_class_name(name: str) -> str:
     """Surface key of a class name: folded case and accents, punctuation and "_"/"-" as spaces,
     leading articles dropped, single spaces. "The Hot-Dog!" -> "hot dog", "TV" -> "tv".

@@ -101,10 +101,12 @@ def read_class(text: str, candidates: Sequence[str], source: str | None = None) 
     for g, other in enumerate(groups):
         if g == chosen:
             continue
-        lo, hi = (group[-1].end, other[0].start) if g > chosen else (other[-1].end, group[0].start)
-        cue = next((t.text for t in toks[lo:hi] if t.text in _HEDGE_CUES), None)
         other_classes = [names[m.cls] for m in other if names[m.cls] != taken]
-        if cue is not None and g > chosen and other_classes:
+        # What leads from the previous group to a later one decides whether it hedges.
+        cue = None
+        if g > chosen and other_classes:
+            cue = next((t.text for t in toks[groups[g - 1][-1].end : other[0].start] if t.text in _HEDGE_CUES), None)
+        if cue is not None:
             hedge = tuple(dict.fromkeys([taken, *other_classes]))
             return ClassReading(None, "hedge", f"names {taken}, then hedges with {cue!r} ({', '.join(hedge)})",
                                 hedge=hedge, mentioned=mentioned, negated=negated)

@@ -32,6 +32,7 @@ Ambiguous answers and refusals are parse failures; the reading says why.
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -320,17 +321,27 @@ def _mark_parts(toks: Sequence[Tok], cands: list[_Cand], refs: dict[int, int]) -
         for i in range(start, end):
             segment[i] = s + 1  # 0: a separator
     sentence = sentence_ids(toks, _SENTENCE_END)
+    starts = [c.start for c in cands]
+    by_segment: dict[int, list[int]] = {}  # segment -> positions in `cands`, in order
+    for k, c in enumerate(cands):
+        by_segment.setdefault(segment[c.start], []).append(k)
+    seg_starts = {seg: [starts[k] for k in ks] for seg, ks in by_segment.items()}
     for ref, last in sorted(refs.items()):
-        if segment[ref] == 0:
+        ks = by_segment.get(segment[ref]) if segment[ref] else None
+        if ks:
+            # The nearest candidate of the segment; on a tie the one after ("5 dogs after image 1 had 2").
+            pos = bisect.bisect_right(seg_starts[segment[ref]], last)
+            after = cands[ks[pos]] if pos < len(ks) else None
+            before = cands[ks[pos - 1]] if pos > 0 and cands[ks[pos - 1]].end < ref else None
+            if after is not None and (before is None or after.start - last <= ref - before.end):
+                after.part = True
+            elif before is not None:
+                before.part = True
             continue
-        same = [c for c in cands if segment[c.start] == segment[ref]]
-        if same:
-            # The nearest; on a tie the one after ("5 dogs after image 1 had 2": the 2).
-            min(same, key=lambda c: (c.start - last, 0) if c.start > last else (ref - c.end, 1)).part = True
-            continue
-        later = [c for c in cands if c.start > ref and sentence[c.start] == sentence[ref]]
-        if later:
-            later[0].part = True
+        if segment[ref]:
+            pos = bisect.bisect_right(starts, ref)
+            if pos < len(cands) and sentence[cands[pos].start] == sentence[ref]:
+                cands[pos].part = True
 
 
 def answer_markers(toks: Sequence[Tok]) -> list[int]:
