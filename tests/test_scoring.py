@@ -5,6 +5,8 @@ test_scoring_counts.py, test_scoring_classes.py and test_scoring_lists.py."""
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from mimic.eval.aggregate import AggregateSettings, summarize_config
@@ -530,6 +532,15 @@ _LONG_INPUTS = {
     "newlines": "\n" * 100_000,
     "unicode": "３ 🐶 café " * 11_000,
     "sentences": ("There are 3 dogs, not a cat; image 2: 4 hot dogs.\n" * 2_000)[:100_000],
+    # Shapes that stress the breakdown, hedge and context rules: each was quadratic once.
+    "per_image": ("Image 1: 2 dogs. " * 7_000)[:100_000],
+    "ordinals": ("the first 2 " * 9_000)[:100_000],
+    "table_rows": ("| 1 | 2 |\n" * 11_000)[:100_000],
+    "in_one": ("1 in one, 2 in another, " * 5_000)[:100_000],
+    "hedges": ("3 or 4 or " * 11_000)[:100_000],
+    "class_groups": ("dog, cat; the others " * 5_000)[:100_000],
+    "brackets": "(" * 50_000 + "car" + ")" * 49_000,
+    "status": ("bus: no " * 12_500)[:100_000],
 }
 
 
@@ -538,7 +549,10 @@ def test_long_inputs_are_handled(name):
     text = _LONG_INPUTS[name]
     assert len(text) >= 99_000
     for sample in (counting("3"), multi(), listing(), single("common"), single("odd_one")):
+        start = time.perf_counter()
         assert isinstance(score_answer(sample, text), ScoreResult)
+        # Linear passes take well under a second; a quadratic one takes many (generous for a busy CI).
+        assert time.perf_counter() - start < 3.0
 
 
 def test_long_input_results_are_still_right():
