@@ -392,6 +392,21 @@ def test_score_multiconcept(prediction, correct, per_class, missing):
     assert result.details["missing"] == missing
 
 
+@pytest.mark.parametrize(
+    ("prediction", "rule"),
+    [("No idea.", "refusal"), ("", "no_number"), ("2, 1, 3", "no_class_counts"), ("dog: 2, cat: 1", "per_class")],
+)
+def test_score_multiconcept_records_why_nothing_was_parsed(prediction, rule):
+    assert score_answer(multi(), prediction).details["rule"] == rule
+
+
+def test_score_multiconcept_hedge_is_wrong_not_missing():
+    result = score_answer(multi(), "dog: 2 or 3, cat: 1")
+    assert not result.correct and not result.parse_failed
+    assert result.details["hedged"] == {"dog": [2, 3]} and result.details["missing"] == []
+    assert result.details["per_class"] == {"dog": False, "cat": True}
+
+
 def test_score_multiconcept_parsed_and_error():
     result = score_answer(multi(), "2 dogs, 3 cats")
     assert result.parsed == {"dog": 2, "cat": 3}

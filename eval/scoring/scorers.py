@@ -85,7 +85,8 @@ def _score_multiconcept(sample: dict, prediction: str, targets: list[str], answe
         if any(v is None for v in parsed_gold.values()):
             raise ValueError(f"sample {sample.get('id')!r}: no gold count for every class in {targets}")
         gold = {t: int(v) for t, v in parsed_gold.items() if v is not None}
-    readings = read_counts(lex(prediction), dedupe(targets), sample.get("candidate_classes"), sample.get("source"))
+    toks = lex(prediction)
+    readings = read_counts(toks, dedupe(targets), sample.get("candidate_classes"), sample.get("source"))
     pred = {t: (r.value if (r := readings.get(t)) is not None else None) for t in targets}
     hedged = {t: list(r.alternatives) for t in targets if (r := readings.get(t)) is not None and r.hedged}
     per_class = {t: pred[t] is not None and pred[t] == gold[t] for t in targets}
@@ -94,7 +95,14 @@ def _score_multiconcept(sample: dict, prediction: str, targets: list[str], answe
     parsed = {t: v for t, v in pred.items() if v is not None} or (dict(hedged) if hedged else None)
     correct = all(per_class.values())
     why = {t: (r.why if (r := readings.get(t)) is not None else "no count for this class") for t in targets}
-    details = {"gold": gold, "taken": pred, "rule": "per_class", "why": why, "per_class": per_class,
+    rule = "per_class"
+    if parsed is None:
+        # Nothing for any class: say why as for one count (a refusal, no number), else that no count
+        # could be tied to the classes.
+        whole = read_count_tokens(toks)
+        rule = whole.rule if whole.failed else "no_class_counts"
+        why = {t: whole.why if whole.failed else "no count tied to this class" for t in targets}
+    details = {"gold": gold, "taken": pred, "rule": rule, "why": why, "per_class": per_class,
                "missing": missing, "hedged": hedged, "abs_error": abs_error}
     return ScoreResult(correct, float(correct), parsed, details)
 
