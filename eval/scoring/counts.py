@@ -435,8 +435,12 @@ def _taken(c: _Cand, rule: str, why: str) -> CountReading:
     return CountReading(c.value, rule, why)
 
 
+_MAX_SHOWN = 8  # numbers quoted in a `why`, so that a runaway answer keeps its record small
+
+
 def _sum_text(run: Sequence[_Cand]) -> str:
-    return " + ".join(str(c.value) for c in run) + f" = {sum(c.value for c in run)}"
+    terms = [str(c.value) for c in run[:_MAX_SHOWN]] + ([f"... ({len(run)} counts)"] if len(run) > _MAX_SHOWN else [])
+    return " + ".join(terms) + f" = {sum(c.value for c in run)}"
 
 
 def _decide(toks: Sequence[Tok], cands: list[_Cand]) -> CountReading:
@@ -456,7 +460,8 @@ def _decide(toks: Sequence[Tok], cands: list[_Cand]) -> CountReading:
             if last.value == sum(c.value for c in cands[:-1]):
                 return CountReading(last.value, "total_with_breakdown",
                                     f"took {last.value}: a breakdown {_sum_text(cands[:-1])} followed by its total")
-        shown = ", ".join(c.text() for c in totals)
+        distinct = list({_key(c): c for c in totals}.values())
+        shown = ", ".join(c.text() for c in distinct[:_MAX_SHOWN]) + (", ..." if len(distinct) > _MAX_SHOWN else "")
         return CountReading(None, "ambiguous_totals", f"several totals ({shown}): ambiguous")
     if not values:  # parts only
         if any(c.hedge for c in cands):
@@ -468,11 +473,11 @@ def _decide(toks: Sequence[Tok], cands: list[_Cand]) -> CountReading:
         return CountReading(sum(c.value for c in cands), "sum_of_parts",
                             f"took the sum of the per-image counts {_sum_text(cands)}")
     total = totals[-1]
-    for run in _breakdowns(cands, totals):
+    runs = _breakdowns(cands, totals)
+    for run in runs:
         if total.hedge or sum(c.value for c in run) != total.value:
             return CountReading(None, "breakdown_mismatch",
                                 f"the total {total.text()} disagrees with its breakdown {_sum_text(run)}: ambiguous")
-    runs = _breakdowns(cands, totals)
     if runs and rule == "single_number":
         rule, how = "total_with_breakdown", "a total agreeing with its breakdown " + _sum_text(runs[0])
     elif runs:
