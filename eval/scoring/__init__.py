@@ -7,7 +7,8 @@ policies; each module states its own:
 - `lexer`: tokens, number words and ordinals;
 - `vocabulary` and `tables/`: other names of classes, one table per image source;
 - `mentions`: class mentions with negation;
-- `counts`, `multicount`: Counting (totals, breakdowns, hedges, refusals);
+- `candidates`, `counts`, `multicount`: Counting (which numbers count objects; totals, breakdowns, hedges,
+  refusals; several classes);
 - `classes`: Common and Odd-One (hedges and context);
 - `lists`: Listing (items, brackets, vague phrases, unknown items);
 - `scorers`: the task registry and `score_answer`, the public entry point.
