@@ -3,7 +3,8 @@
 Numbers that index or count images are not candidates: "image 2", "Image #3", "images 1 and 3", "7 images",
 "3 of the images", "3 out of 5 pictures", ordinals ("the third image", "2nd"), list enumerators at the
 start of a line ("1. ..."), the image column of a markdown table, per-image counts ("one in each image",
-"2 dogs per image"), "1 in one" (one image), subset counts ("2 of them") and non-integers ("2.5").
+"2 dogs per image"), "1 in one" (one image), the pronoun "one" ("a black one"), non-integers ("2.5"), and
+subset counts ("2 of them") unless nothing else is left.
 "1 + 2 + 1" is one candidate worth its sum. When the caller knows the classes, a number bound to another
 class ("1 cat" when dogs are counted, "cats: 2") is not a candidate either.
 
@@ -34,6 +35,7 @@ _IMAGE_COUNT_GAP = frozenset(
      "individual", "remaining", "all", "your", "my"}
 )  # fmt: skip
 _SUBSET_WORDS = frozenset({"them", "these", "those"})
+_DETERMINERS = frozenset({"a", "an", "the", "this", "that", "each", "every", "which", "another", "other", "any"})
 _SENTENCE_END = frozenset({".", "!", "?", ";", "\n"})
 _SEGMENT_PUNCT = frozenset({",", ";", ".", "!", "?", "\n", "(", ")", "[", "]", "|"})
 _SEGMENT_WORDS = frozenset({"and", "but", "while", "whereas", "so", "plus"})
@@ -77,14 +79,27 @@ def _image_index_before(toks: Sequence[Tok], i: int) -> int | None:
 
 
 def _counts_images(toks: Sequence[Tok], i: int) -> bool:
-    """toks[i] counts images or a subset: "7 images", "3 of the images", "3 out of 5 pictures", "2 of them"."""
+    """toks[i] counts images: "7 images", "3 of the images", "3 out of 5 pictures"."""
     n = len(toks)
     k = i + 1
     while k < n and k < i + 6 and (toks[k].text in _IMAGE_COUNT_GAP or toks[k].kind == "num"):
         k += 1
-    if k < n and toks[k].text in _IMAGE_WORDS:
-        return True
-    return i + 2 < n and toks[i + 1].text == "of" and toks[i + 2].text in _SUBSET_WORDS
+    return k < n and toks[k].text in _IMAGE_WORDS
+
+
+def _subset(toks: Sequence[Tok], i: int) -> bool:
+    """toks[i] counts a subset: "2 of them"."""
+    return i + 2 < len(toks) and toks[i + 1].text == "of" and toks[i + 2].text in _SUBSET_WORDS
+
+
+def _pronoun_one(toks: Sequence[Tok], i: int) -> bool:
+    """toks[i] is the pronoun "one": "a black one", "the other one", "this one"."""
+    if toks[i].text != "one":
+        return False
+    k = i - 1
+    if k >= 1 and toks[k].kind == "word" and toks[k].text not in _DETERMINERS:
+        k -= 1  # one adjective: "a black one"
+    return k >= 0 and toks[k].text in _DETERMINERS
 
 
 def _per_image(toks: Sequence[Tok], i: int) -> bool:
@@ -97,11 +112,13 @@ def _per_image(toks: Sequence[Tok], i: int) -> bool:
     )
 
 
-def _excluded_numbers(toks: Sequence[Tok]) -> tuple[list[bool], dict[int, int]]:
-    """Which tokens are not candidate counts, and the references to one image ({first token: last})."""
+def _excluded_numbers(toks: Sequence[Tok]) -> tuple[list[bool], dict[int, int], list[int]]:
+    """Which tokens are not candidate counts, the references to one image ({first token: last}), and the
+    subset counts ("3 of them"), which count only when nothing else does."""
     n = len(toks)
     excluded = [t.kind != "num" or t.value is None for t in toks]
     refs: dict[int, int] = {}
+    subsets: list[int] = []
     for i, t in enumerate(toks):
         if t.kind == "ord":
             nxt = toks[i + 1].text if i + 1 < n else ""
@@ -142,6 +159,11 @@ def _excluded_numbers(toks: Sequence[Tok]) -> tuple[list[bool], dict[int, int]]:
             and toks[i + 2].text != "\n"
         ):
             excluded[i] = True  # "1. Image 1: ..." list enumerator
+        elif _subset(toks, i):
+            excluded[i] = True
+            subsets.append(i)
+        elif _pronoun_one(toks, i):
+            excluded[i] = True
         elif _per_image(toks, i):
             excluded[i] = True  # "one in each image", "2 dogs per image": a per-image count
         elif (
@@ -157,7 +179,7 @@ def _excluded_numbers(toks: Sequence[Tok]) -> tuple[list[bool], dict[int, int]]:
         elif i > 0 and toks[i - 1].text in ("in", "from") and (i + 1 >= n or toks[i + 1].kind == "punct"):
             excluded[i] = True  # "1 in one, 2 in another": "one" is an image
             refs[i] = i
-    return excluded, refs
+    return excluded, refs, subsets
 
 
 def candidate_numbers(toks: Sequence[Tok]) -> list[Cand]:
@@ -279,9 +301,14 @@ def find_candidates(
 ) -> list[Cand]:
     """The candidate counts of `toks` in text order, hedges merged and parts marked. With `index` and
     `targets` (class ids of the index), numbers bound to other classes are left out."""
-    excluded, refs = _excluded_numbers(toks)
-    cands = _merge_hedges(toks, _chains(toks, excluded))
-    if index is not None and targets:
-        cands = _bind_other_classes(toks, cands, index, targets)
+    excluded, refs, subsets = _excluded_numbers(toks)
+    for attempt in range(2):
+        cands = _merge_hedges(toks, _chains(toks, excluded))
+        if index is not None and targets:
+            cands = _bind_other_classes(toks, cands, index, targets)
+        if cands or not subsets or attempt:
+            break
+        for i in subsets:  # nothing else: "Only 1 image contains dogs: 3 of them."
+            excluded[i] = False
     _mark_parts(toks, cands, refs)
     return cands
