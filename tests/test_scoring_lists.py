@@ -53,6 +53,12 @@ CASES = [
     ("I see a car and a train in these images.", ["car", "train"], 0, 0),
     ("1. Car\n2. Train", ["car", "train"], 0, 0),
     ("None", [], 0, 2),
+    # Chat-style answers around the list.
+    ("Based on the images, the vehicle sub-categories are:\n\n1. **Car** - appears in images 1 and 3\n"
+     "2. **Train** - appears in image 2\n\nNo other vehicles are visible.", ["car", "train"], 0, 0),
+    ("The vehicles in these images are: cars, trains, and a boat (in the background).", ["boat", "car", "train"], 1, 0),
+    ("- car (x3)\n- train (x1)", ["car", "train"], 0, 0),
+    ("car, train, boat? no.", ["car", "train"], 0, 0),
 ]
 
 

@@ -58,7 +58,7 @@ _NOT_NOUNS = frozenset(
 _SENTENCE_WORDS = frozenset(
     {"not", "cannot", "cant", "dont", "doesnt", "isnt", "arent", "unable", "sorry", "think", "seem", "seems",
      "look", "looks", "might", "may", "would", "should", "will", "am", "im", "has", "have", "had", "do",
-     "does", "sure", "know"}
+     "does", "sure", "know", "based", "looking", "according", "considering", "note", "noting"}
 )  # fmt: skip
 _MAX_UNKNOWN_WORDS = 3
 _NONE_WORDS = frozenset({"none", "no", "nothing"})
