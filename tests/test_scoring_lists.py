@@ -100,3 +100,12 @@ def test_item_records_are_capped():
 def test_listing_nothing_is_a_parse_failure_but_none_is_an_empty_answer():
     assert score_answer(listing(), "I cannot see the images.").parse_failed
     assert score_answer(listing(), "None of them.").parsed == []
+
+
+def test_names_containing_separators_stay_whole():
+    sample = listing(answer_list=["salt and pepper shakers", "kitchen & dining room table"], category="kitchenware",
+                     target_classes=["salt and pepper shakers", "kitchen & dining room table"], source="openimages",
+                     candidate_classes=["salt and pepper shakers", "kitchen & dining room table", "pepper", "table"])
+    result = score_answer(sample, "Salt and pepper shakers, a dining table")
+    assert result.parsed == ["kitchen & dining room table", "salt and pepper shakers"]
+    assert result.correct
