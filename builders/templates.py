@@ -8,6 +8,9 @@ format in its connectors, so the expected output ("dog: 2, cat: 1") is unambiguo
 
 from __future__ import annotations
 
+# The generator's plurals come from the one inflection table the scorer reads too.
+from mimic.inflect import pluralize
+
 __all__ = [
     "counting_answer",
     "TASK_TEMPLATES",
@@ -79,49 +82,6 @@ CONNECTOR_TEMPLATES: dict[str, tuple[str, ...]] = {
         "Please state each count directly, without any extra information, in the form '{example}'.",
     ),
 }
-
-# Nouns whose plural is the same word, or that are already plural / uncountable.
-_UNINFLECTED = {
-    "sheep", "deer", "fish", "moose", "bison", "cattle", "broccoli", "scissors", "skis", "glasses", "sunglasses",
-    "goggles", "jeans", "shorts", "trousers", "pants", "food", "sushi", "popcorn", "seafood", "bread", "pasta",
-    "luggage", "furniture", "clothing", "footwear", "swimwear", "headphones", "binoculars", "tongs", "pliers",
-    "sunscreen", "cheese", "salad", "milk", "coffee", "tea", "juice", "wine", "beer", "snowboard equipment",
-    "squid", "shrimp", "salmon", "tuna", "dice", "aircraft", "spacecraft", "watercraft", "rice", "corn",
-    "asparagus", "cabbage", "garlic", "lettuce", "spinach", "cream", "honey",
-}
-_IRREGULAR = {
-    "person": "people", "man": "men", "woman": "women", "child": "children", "mouse": "mice", "goose": "geese",
-    "tooth": "teeth", "foot": "feet", "ox": "oxen", "louse": "lice", "cactus": "cacti", "knife": "knives",
-    "leaf": "leaves", "wolf": "wolves", "shelf": "shelves", "loaf": "loaves", "scarf": "scarves", "calf": "calves",
-    "wife": "wives", "life": "lives", "half": "halves", "hoof": "hooves", "potato": "potatoes",
-    "tomato": "tomatoes", "mango": "mangoes", "volcano": "volcanoes", "hero": "heroes", "echo": "echoes",
-    "torpedo": "torpedoes", "fungus": "fungi", "octopus": "octopuses", "platypus": "platypuses",
-    "hippopotamus": "hippopotamuses", "bus": "buses", "lens": "lenses", "canvas": "canvases", "dress": "dresses",
-}
-
-
-def pluralize(name: str) -> str:
-    """Plural of a class name, inflecting its last word: "wine glass" -> "wine glasses", "sheep" -> "sheep"."""
-    if not name:
-        return name
-    head, _, last = name.rpartition(" ")
-    low = last.lower()
-    if name.lower() in _UNINFLECTED or low in _UNINFLECTED:
-        plural = last
-    elif low in _IRREGULAR:
-        plural = _match_case(last, _IRREGULAR[low])
-    elif low.endswith(("s", "x", "z", "ch", "sh")):
-        plural = last + "es"
-    elif low.endswith("y") and len(low) > 1 and low[-2] not in "aeiou":
-        plural = last[:-1] + "ies"
-    else:
-        plural = last + "s"
-    return f"{head} {plural}" if head else plural
-
-
-def _match_case(src: str, word: str) -> str:
-    return word.capitalize() if src[:1].isupper() else word
-
 
 def _with_article(name: str) -> str:
     return ("an " if name[:1].lower() in "aeiou" else "a ") + name

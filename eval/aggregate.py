@@ -3,7 +3,8 @@
 Everything returned here is plain JSON-able data; reports render it, nothing is only printed.
 
 Per config (`summarize_config`): n, every metric of the task (`mimic.eval.metrics.TASK_METRICS`) with a
-bootstrap interval, parse failures, and
+bootstrap interval, parse failures with their reasons (the scorer's `rule`: refusal, ambiguous_totals,
+...; see docs/scoring.md), and
 
 - `breakdowns`: one per control column (`BREAKDOWN_COLUMNS`: num_images, num_query_images,
   num_distractors, num_concepts, total_instances, category, template_id, connector_id; plus target_class
@@ -25,6 +26,7 @@ are independent because the configs are disjoint samples.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -176,6 +178,14 @@ def _per_class(records: Sequence[Mapping], settings: AggregateSettings, config: 
     return cells
 
 
+def _failure_reasons(records: Sequence[Mapping]) -> dict[str, int]:
+    """{the scorer's rule: count} over the parse failures, most frequent first (refusal, ambiguous_totals,
+    ...). Records scored before rules were recorded count in `parse_failures` only."""
+    rules = ((r.get("details") or {}).get("rule") for r in records if r.get("parse_failed"))
+    reasons = Counter(str(rule) for rule in rules if rule)
+    return dict(sorted(reasons.items(), key=lambda kv: (-kv[1], kv[0])))
+
+
 def summarize_config(
     config: str, records: Sequence[Mapping], settings: AggregateSettings | None = None
 ) -> tuple[dict, np.ndarray]:
@@ -201,6 +211,7 @@ def summarize_config(
         "metrics": metrics,
         "parse_failures": failures,
         "parse_failure_rate": failures / len(records),
+        "parse_failure_reasons": _failure_reasons(records),
         "breakdowns": [],
         "cross_breakdowns": [],
     }

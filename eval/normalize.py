@@ -1,31 +1,27 @@
-"""Text normalisation for answer parsing: unicode and markdown clean-up, class-name keys, plural forms,
-class-name synonyms and English number words.
+"""Text normalisation for answer parsing: unicode and markdown clean-up, class-name keys, COCO's class
+list and English number words.
 
 Everything here is a pure function or a constant table; `mimic.eval.scoring` builds the parsers on top.
-The tables are deliberately small and explicit (no stemmer, no NLP dependency) so that every accepted
-spelling can be read, tested and extended in one place.
+Plural forms come from `mimic.inflect` (the one table the question generator uses too), other names of
+classes from the per-source tables of `mimic.eval.scoring.vocabulary`. No stemmer, no NLP dependency:
+every accepted spelling can be read and tested.
 """
 
 from __future__ import annotations
 
 import re
 import unicodedata
+from functools import lru_cache
 
 __all__ = [
     "COCO_CLASSES",
-    "HYPONYMS",
     "NUMBER_SCALES",
     "NUMBER_TEENS",
     "NUMBER_TENS",
     "NUMBER_UNITS",
     "ORDINAL_WORDS",
-    "SYNONYM_GROUPS",
-    "class_aliases",
-    "inflections",
     "normalize_class_name",
     "normalize_text",
-    "plural_forms",
-    "singular_forms",
 ]
 
 # The 80 COCO detection classes, in category-id order: the fallback vocabulary when a sample does not
@@ -42,81 +38,6 @@ COCO_CLASSES: tuple[str, ...] = (
     "microwave", "oven", "toaster", "sink", "refrigerator", "book", "clock", "vase", "scissors",
     "teddy bear", "hair drier", "toothbrush",
 )  # fmt: skip
-
-# Names that denote the same thing. Symmetric: whichever member is a candidate class, the others are
-# accepted as spellings of it (an exact candidate name always wins over a synonym of another class).
-SYNONYM_GROUPS: tuple[frozenset[str], ...] = tuple(
-    frozenset(group)
-    for group in (
-        ("tv", "television", "tv monitor", "tvmonitor", "tv set", "television set", "telly"),
-        ("couch", "sofa", "settee"),
-        ("cell phone", "mobile phone", "cellphone", "cellular phone", "phone", "smartphone", "smart phone"),
-        ("motorcycle", "motorbike", "motor bike", "motor cycle"),
-        ("airplane", "aeroplane", "plane", "airliner", "jet"),
-        ("dining table", "table", "dinner table", "kitchen table", "diningtable"),
-        ("potted plant", "plant", "houseplant", "house plant", "pot plant", "pottedplant"),
-        ("hair drier", "hair dryer", "hairdryer", "hairdrier", "blow dryer", "blow drier"),
-        ("sports ball", "ball", "soccer ball", "tennis ball", "football", "basketball", "volleyball"),
-        ("bicycle", "bike"),
-        ("donut", "doughnut"),
-        ("laptop", "notebook computer", "laptop computer"),
-        ("remote", "remote control", "tv remote", "remote controller"),
-        ("refrigerator", "fridge"),
-        ("microwave", "microwave oven"),
-        ("handbag", "purse", "hand bag"),
-        ("backpack", "rucksack", "knapsack"),
-        ("suitcase", "luggage"),
-        ("tennis racket", "tennis racquet", "racket", "racquet"),
-        ("baseball glove", "baseball mitt", "mitt", "glove"),
-        ("hot dog", "hotdog"),
-        ("fire hydrant", "hydrant"),
-        ("teddy bear", "teddy", "teddybear", "stuffed bear"),
-        ("frisbee", "flying disc"),
-        ("wine glass", "wineglass"),
-        ("traffic light", "traffic signal", "stoplight", "stop light"),
-        ("skis", "ski"),
-        ("car", "automobile"),
-        ("truck", "lorry"),
-        ("boat", "ship", "sailboat"),
-        ("mouse", "computer mouse"),
-        ("keyboard", "computer keyboard"),
-        ("cow", "cattle"),
-    )
-)
-
-# One-way aliases: a hyponym names the class, but the class name does not name the hyponym
-# ("a man" is a person; if "man" is itself a candidate, the exact name wins anyway).
-HYPONYMS: dict[str, tuple[str, ...]] = {
-    "person": ("man", "woman", "human", "boy", "girl", "child", "kid", "adult", "pedestrian", "lady", "guy"),
-}
-
-_SYNONYMS_OF: dict[str, frozenset[str]] = {}
-for _group in SYNONYM_GROUPS:
-    for _name in _group:
-        _SYNONYMS_OF[_name] = _SYNONYMS_OF.get(_name, frozenset()) | (_group - {_name})
-del _group, _name
-
-# Irregular singular -> plural. The regular "+s" form is accepted as well ("persons", "knifes"),
-# because answers are judged on meaning, not on spelling.
-_IRREGULAR_PLURALS: dict[str, str] = {
-    "person": "people", "man": "men", "woman": "women", "child": "children", "mouse": "mice",
-    "goose": "geese", "tooth": "teeth", "foot": "feet", "knife": "knives", "wife": "wives",
-    "life": "lives", "leaf": "leaves", "loaf": "loaves", "half": "halves", "shelf": "shelves",
-    "wolf": "wolves", "calf": "calves", "scarf": "scarves", "thief": "thieves", "ox": "oxen",
-    "cactus": "cacti", "fungus": "fungi", "louse": "lice", "die": "dice",
-}  # fmt: skip
-_IRREGULAR_SINGULARS: dict[str, str] = {plural: single for single, plural in _IRREGULAR_PLURALS.items()}
-# Same form in singular and plural; "+s" is still accepted ("sheeps": even the paper writes it).
-_INVARIANT: frozenset[str] = frozenset(
-    {"sheep", "deer", "fish", "moose", "bison", "aircraft", "series", "species", "salmon", "shrimp",
-     "squid", "trout", "swine", "cattle", "offspring", "buffalo"}
-)  # fmt: skip
-# Plural-only nouns: no singular is derived from them ("shorts" must not make "short" a class name).
-_PLURALIA_TANTUM: frozenset[str] = frozenset(
-    {"scissors", "glasses", "sunglasses", "goggles", "jeans", "shorts", "pants", "trousers",
-     "binoculars", "headphones", "pliers", "tongs", "tweezers", "earphones", "clothes"}
-)  # fmt: skip
-_VOWELS = frozenset("aeiou")
 
 # English number words. Ordinals are kept apart: "first image" indexes an image, it is not a count.
 NUMBER_UNITS: dict[str, int] = {
@@ -167,6 +88,7 @@ def normalize_text(text: str) -> str:
     return _HEADING_RE.sub(" ", text)
 
 
+@lru_cache(maxsize=8192)  # scoring keys the same few hundred class names for every answer
 def normalize_class_name(name: str) -> str:
     """Surface key of a class name: folded case and accents, punctuation and "_"/"-" as spaces,
     leading articles dropped, single spaces. "The Hot-Dog!" -> "hot dog", "TV" -> "tv".
@@ -177,60 +99,3 @@ def normalize_class_name(name: str) -> str:
     while words and words[0] in _ARTICLES:
         words.pop(0)
     return " ".join(words)
-
-
-def plural_forms(word: str) -> set[str]:
-    """Plural spellings accepted for the singular `word` (one lower-case token)."""
-    if word in _IRREGULAR_PLURALS:
-        return {_IRREGULAR_PLURALS[word], word + "s"}
-    if word in _INVARIANT:
-        return {word, word + "s", word + "es"}
-    if word in _PLURALIA_TANTUM or word in _IRREGULAR_SINGULARS:
-        return {word}
-    if word.endswith(("s", "x", "z", "ch", "sh")):
-        return {word + "es", word + "ses"} if word.endswith("s") else {word + "es"}
-    if word.endswith("y") and len(word) > 1 and word[-2] not in _VOWELS:
-        return {word[:-1] + "ies", word + "s"}
-    if word.endswith("o"):
-        return {word + "s", word + "es"}
-    if word.endswith("fe"):
-        return {word + "s", word[:-2] + "ves"}
-    if word.endswith("f"):
-        return {word + "s", word[:-1] + "ves"}
-    return {word + "s"}
-
-
-def singular_forms(word: str) -> set[str]:
-    """Singular spellings derived from a `word` that may be plural ("skis" -> "ski").
-
-    Used only for candidate class names that are themselves plural; it over-generates on purpose
-    ("bus" -> "bu"), since a spelling that never occurs in an answer does no harm.
-    """
-    if word in _IRREGULAR_SINGULARS:
-        return {_IRREGULAR_SINGULARS[word]}
-    if word in _INVARIANT or word in _PLURALIA_TANTUM or len(word) < 3:
-        return set()
-    if word.endswith("ies"):
-        return {word[:-3] + "y", word[:-1]}
-    if word.endswith("ves"):
-        return {word[:-3] + "f", word[:-3] + "fe"}
-    if word.endswith("es"):
-        return {word[:-2], word[:-1]}
-    if word.endswith("s") and not word.endswith(("ss", "us")):
-        return {word[:-1]}
-    return set()
-
-
-def inflections(phrase: str) -> set[str]:
-    """Other number forms of a normalised multi-word `phrase`, inflecting its last word (the head noun of
-    English compounds: "wine glass" -> "wine glasses"). The phrase itself is not included."""
-    head, _, last = phrase.rpartition(" ")
-    prefix = head + " " if head else ""
-    forms = {prefix + w for w in plural_forms(last) | singular_forms(last)}
-    forms.discard(phrase)
-    return forms
-
-
-def class_aliases(name: str) -> frozenset[str]:
-    """Synonyms of the normalised class `name` (not including `name` itself)."""
-    return _SYNONYMS_OF.get(name, frozenset()) | frozenset(HYPONYMS.get(name, ()))

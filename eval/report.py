@@ -170,6 +170,7 @@ def _config_section(config: str, runs: Sequence[Mapping], names: Sequence[str]) 
         rows.append(row)
     rows.append(["parse failures"] + [
         _DASH if s is None else f"{s['parse_failures']}/{s['n']} ({format_pct(s['parse_failure_rate'])}%)"
+        + "".join(f"; {rule} {k}" for rule, k in (s.get("parse_failure_reasons") or {}).items())
         for s in summaries
     ])
     out += [_md_table(["Metric"] + list(names), rows), ""]
