@@ -11,6 +11,7 @@ __all__ = [
     "INVARIANT_NOUNS",
     "IRREGULAR_PLURALS",
     "MASS_NOUNS",
+    "NAME_PLURALS",
     "PLURAL_NAMES",
     "PLURAL_ONLY_NOUNS",
     "plural_forms",
@@ -48,10 +49,17 @@ MASS_NOUNS: frozenset[str] = frozenset(
     {"broccoli", "food", "sushi", "popcorn", "seafood", "bread", "pasta", "luggage", "furniture", "clothing",
      "footwear", "swimwear", "sunscreen", "cheese", "salad", "milk", "coffee", "tea", "juice", "wine", "beer",
      "snowboard equipment", "rice", "corn", "asparagus", "cabbage", "garlic", "lettuce", "spinach", "cream",
-     "honey"}
+     "honey", "equipment"}
 )  # fmt: skip
-# Class names that are already plural: their plural is themselves, their singular is derived ("a ski").
-PLURAL_NAMES: frozenset[str] = frozenset({"skis", "dice"})
+# Class names that are already plural, or end in a plural head noun ("Roller skates", "Baked goods"): their
+# plural is themselves, their singular is derived ("a ski"). Without them a question would ask about
+# "salt and pepper shakerses".
+PLURAL_NAMES: frozenset[str] = frozenset(
+    {"skis", "dice", "cosmetics", "chopsticks", "stairs", "earrings", "skates", "supplies", "shakers", "fries",
+     "sockets", "invertebrates", "goods", "heels", "butterflies", "bags", "maracas"}
+)  # fmt: skip
+# Whole names whose head noun is not the last word.
+NAME_PLURALS: dict[str, str] = {"chest of drawers": "chests of drawers"}
 
 _UNINFLECTED = INVARIANT_NOUNS | PLURAL_ONLY_NOUNS | MASS_NOUNS | PLURAL_NAMES
 _VOWELS = frozenset("aeiou")
@@ -62,6 +70,9 @@ def pluralize(name: str) -> str:
     "sheep", "Person" -> "People" (the case of the first letter is kept)."""
     if not name:
         return name
+    if name.lower() in NAME_PLURALS:
+        plural = NAME_PLURALS[name.lower()]
+        return name[:1] + plural[1:]
     head, _, last = name.rpartition(" ")
     low = last.lower()
     if name.lower() in _UNINFLECTED or low in _UNINFLECTED:
