@@ -119,8 +119,12 @@ class ImagePicker:
             self._with_count[key] = hit
         return hit
 
-    def usable_for_category(self, category: str, members: frozenset[int]) -> np.ndarray:
-        """Images containing a class of the category and eligible for every class of it they contain."""
+    def usable_for_category(
+        self, category: str, members: frozenset[int], filed: frozenset[int] = frozenset()
+    ) -> np.ndarray:
+        """Images containing a class of the category, eligible for every class of it they contain, and
+        holding no other class filed under it (`filed`, see `categories.filed_under`): an Open Images
+        "sofa bed" box under furniture's member "couch" would be a couch the gold answer cannot name."""
         hit = self._category_usable.get(category)
         if hit is None:
             idx = self.index
@@ -128,6 +132,9 @@ class ImagePicker:
             rows = np.flatnonzero(in_cat)
             imgs = idx.row_image[rows]
             bad = np.unique(imgs[~self._ok_rows[rows]])
+            deeper = np.fromiter(filed - members, dtype=np.int32)
+            if len(deeper):
+                bad = np.union1d(bad, idx.row_image[np.isin(idx.row_class, deeper)])
             hit = np.setdiff1d(np.unique(imgs), bad, assume_unique=True)
             self._category_usable[category] = hit
         return hit

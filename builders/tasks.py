@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from mimic.builders.categories import listing_categories
+from mimic.builders.categories import filed_under, listing_categories
 from mimic.builders.sampling import ImagePicker
 from mimic.errors import InfeasibleError
 from mimic.registry import Registry
@@ -152,26 +152,31 @@ def listing(picker: ImagePicker, rng: np.random.Generator, cell: dict, config: s
     pool = []
     for name, members in sorted(listing_categories(idx, bool(cell.get("include_catch_all"))).items()):
         ids = frozenset(idx.class_to_id[x] for x in members)
-        if len(ids) >= 2 and len(picker.usable_for_category(name, ids)) >= s:
-            pool.append((name, ids))
+        filed = picker.memo(
+            ("filed_under", name), lambda name=name: frozenset(idx.class_to_id[x] for x in filed_under(idx, name))
+        )
+        if len(ids) >= 2 and len(picker.usable_for_category(name, ids, filed)) >= s:
+            pool.append((name, ids, filed))
     if not pool:
         raise InfeasibleError(
             f"{config}: no category (with >= 2 classes) has {s} usable images, i.e. images eligible for every "
-            f"class of the category they contain (min_box_frac {picker.min_box_frac}); "
-            f"categories: {len(idx.categories)}"
+            f"class of the category they contain and holding no deeper class filed under it "
+            f"(min_box_frac {picker.min_box_frac}); categories: {len(idx.categories)}"
         )
-    name, members = _pick(rng, pool)
-    query = picker.draw(rng, picker.usable_for_category(name, members), s, set())
+    name, members, filed = _pick(rng, pool)
+    query = picker.draw(rng, picker.usable_for_category(name, members, filed), s, set())
     if query is None:
         return None
     answer = sorted(set().union(*(picker.classes(i) & members for i in query)))
     if m is not None and len(answer) != m:
         return None
-    distractors = picker.draw_free(rng, members, n - s, set(query))
+    # Free of the whole category: no member and nothing filed deeper under it (Open Images boxes are not
+    # expanded up the tree, so a "sofa bed" image has no "couch" box but is not free of furniture).
+    distractors = picker.draw_free(rng, filed, n - s, set(query))
     if distractors is None:
         raise InfeasibleError(
-            f"{config}: needs {n - s} distractor images free of every class of {name!r}, "
-            f"found {len(picker.free_exact(members))}"
+            f"{config}: needs {n - s} distractor images free of every class filed under {name!r}, "
+            f"found {len(picker.free_exact(filed))}"
         )
     return Draft(query + distractors, answer, name)
 

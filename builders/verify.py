@@ -12,7 +12,10 @@ Checks per task:
 - Counting: every image either eligible for each target class it contains, or free of it; counts,
   total, spread, distractors and positions recomputed.
 - Listing: every class of the category present in an image is eligible there ("no class present but
-  unusable"); the answer is the union of those classes; distractors are free of the whole category.
+  unusable"); no image holds a class filed deeper under the category than its members (an Open Images
+  "sofa bed" under furniture's "couch": neither free of furniture nor nameable by the gold answer); the
+  answer is the union of the members shown; distractors are free of the whole category. What lies below a
+  category is walked here from the category table itself, not with the generator's `filed_under`.
 - Common: the class is eligible in every image and no other class is present in all of them.
 - Odd-One: the class is eligible in exactly one image and absent from the rest; every other class
   present anywhere appears in at least half of the images.
@@ -118,6 +121,19 @@ def _expected_counting_answer(classes: list[str], totals: list[int], multi: bool
     return str(totals[0]), [str(totals[0])]
 
 
+def _below(categories: dict[str, tuple[str, ...]], category: str) -> set[str]:
+    """The classes under `category` at any depth, its own name included (Open Images names a category by its
+    node's class; for a flat source the extra names are simply not classes and never present)."""
+    seen = {category}
+    todo = [category]
+    while todo:
+        for child in categories.get(todo.pop(), ()):
+            if child not in seen:
+                seen.add(child)
+                todo.append(child)
+    return seen
+
+
 def check_sample(index: AnnotationIndex, sample, min_box_frac: float = DEFAULT_MIN_BOX_FRAC) -> list[str]:
     """All the ways `sample` disagrees with the annotations (empty when it verifies)."""
     row = vars(sample) if isinstance(sample, Sample) else sample
@@ -170,9 +186,16 @@ def check_sample(index: AnnotationIndex, sample, min_box_frac: float = DEFAULT_M
         members = index.categories.get(row["category"])
         if members is None:
             return problems + [f"unknown category {row['category']!r}"]
+        deeper = _below(index.categories, row["category"]) - set(members)
         shown: set[str] = set()
         free = []
         for k, p in enumerate(positions):
+            below = sorted(c for c in facts.classes(p) if c in deeper)
+            if below:
+                problems.append(
+                    f"image {ids[k]} holds {below}, filed under {row['category']!r} below its members: it is "
+                    "neither free of the category nor a query image whose answer can name it"
+                )
             here = [c for c in members if facts.present(p, c)]
             free.append(not here)
             for c in here:

@@ -29,6 +29,13 @@ Decisions:
   `Subcategory` children (not its `Part`s), without repeats. A node listed several times in the tree
   ("Sports equipment", with "Ball" below it, appears twice) contributes the union of its listings, in order of first
   appearance. Categories are ordered by a depth-first walk of the tree.
+- **Deeper classes**: Open Images does not expand boxes up the hierarchy (an image with a "Sofa bed" box,
+  under Couch under Furniture, has no "Couch" box), so Listing treats every class filed under a category
+  at any depth, and the node's own class, as part of it (`builders.categories.filed_under`): an image is
+  free of "furniture" only with none of them, and an image holding one that is not a member (a sofa bed,
+  a plain "Furniture" box) is used for "furniture" neither as a query image nor as a distractor. The
+  index keeps only the direct members per category; the deeper levels follow from members that are
+  categories themselves. docs/tasks.md ("Listing categories") states the rule.
 - **Images** are the distinct `ImageID`s of the box CSV, sorted; `file_name` is `<ImageID>.jpg` in a flat
   `images_dir`. Widths and heights are 0 (unknown: the CSV carries only normalised coordinates, and
   eligibility uses the normalised box fraction `(XMax - XMin) * (YMax - YMin)`); with `images_dir` and at
