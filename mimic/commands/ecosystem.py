@@ -39,3 +39,33 @@ def run_export_vlmevalkit(o: ExportVlmevalkitOptions) -> int:
     print(f"wrote {info['path']}: {info['rows']} rows, {info['images']} images, configs "
           f"{', '.join(info['configs'])}{where}")
     return 0
+
+
+@dataclass
+class LmmsEvalPathOptions:
+    data: str | None = opt(None, help="The benchmark the tasks read: a Hub-layout folder or a Hub dataset id "
+                           "(default: the Hub repo mimic/bench, the shipped task folder as it is).",
+                           metavar="DIR_OR_ID")
+    out: str | None = opt(None, help="With --data: where to write the task folder (default: one per data under "
+                          "$XDG_CACHE_HOME/mimic/lmms-eval).", metavar="DIR")
+    split: str = opt("test", help="With --data: the split the tasks evaluate.")
+
+
+@command("lmms-eval path", LmmsEvalPathOptions)
+def run_lmms_eval_path(o: LmmsEvalPathOptions) -> int:
+    """Print the lmms-eval task folder of MIMIC (tasks mimic_<config> and the group mimic).
+
+    Pass it to lmms-eval's --include_path; --data points the tasks at a local folder or another Hub repo
+    without editing any YAML (a folder holding only that data source is written and printed). Examples:
+
+      python -m lmms_eval --include_path "$(mimic lmms-eval path)" --tasks mimic --model llava_onevision ...
+      python -m lmms_eval --include_path "$(mimic lmms-eval path --data demo-out/mimic-demo)" --tasks mimic \\
+          --model mimic_llava_ov --model_args pretrained=runs/masked-lora
+    """
+    from mimic.errors import ConfigError
+    from mimic.integrations.lmms import task_folder
+
+    if o.data is None and (o.out is not None or o.split != "test"):
+        raise ConfigError("--out and --split apply to a task folder written for --data")
+    print(task_folder(o.data, o.out, o.split))
+    return 0
