@@ -44,10 +44,12 @@ def bench(world, tmp_path_factory):
     return out
 
 
-def _lmms_eval(args: list[str], env_extra: dict | None = None) -> subprocess.CompletedProcess:
+def _lmms_eval(args: list[str], cwd: Path, env_extra: dict | None = None) -> subprocess.CompletedProcess:
+    # Not from the checkout: lmms-eval reads `--tasks mimic` as a folder when the working directory has one
+    # of that name (the package folder here).
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", **(env_extra or {})}
     return subprocess.run([sys.executable, "-m", "lmms_eval", *args], capture_output=True, text=True, env=env,
-                          timeout=600)
+                          timeout=600, cwd=cwd)
 
 
 @pytest.fixture(scope="module")
@@ -58,7 +60,7 @@ def dummy_run(bench, tmp_path_factory):
     folder = task_folder(str(bench), root / "tasks")
     done = _lmms_eval(["--model", "dummy", "--model_args", f"response={FIXED_ANSWER}", "--tasks", "mimic",
                        "--include_path", str(folder), "--output_path", str(root / "out"), "--batch_size", "4"],
-                      {"HF_DATASETS_CACHE": str(root / "hf-cache")})
+                      root, {"HF_DATASETS_CACHE": str(root / "hf-cache")})
     files = glob.glob(str(root / "out" / "**" / "*_results.json"), recursive=True)
     # The CLI exits 0 even when tasks are not found: the results file is the evidence.
     assert len(files) == 1, done.stdout[-3000:] + done.stderr[-3000:]
@@ -87,8 +89,8 @@ def test_lmms_eval_path_prints_the_shipped_folder_or_writes_one_for_data(bench, 
     assert "apply to a task folder written for --data" in capsys.readouterr().err
 
 
-def test_task_list_of_lmms_eval_sees_the_tasks():
-    done = _lmms_eval(["--tasks", "list", "--include_path", str(TASK_DIR)])
+def test_task_list_of_lmms_eval_sees_the_tasks(tmp_path):
+    done = _lmms_eval(["--tasks", "list", "--include_path", str(TASK_DIR)], tmp_path)
     for config in CONFIGS:
         assert f"mimic_{config}" in done.stdout + done.stderr
 
