@@ -129,8 +129,8 @@ def run_browse(o: BrowseOptions) -> int:
 
 @dataclass
 class FetchOptions:
-    source: str = opt(help="What to download: COCO 2017 or Open Images V7 detections.", positional=True,
-                      choices=["coco", "openimages"])
+    source: str = opt(help="What to download: coco (COCO 2017) or openimages (Open Images V7) detections.",
+                      positional=True, choices=["coco", "openimages"], metavar="SOURCE")
     out: str = opt(help="Download folder; the split lands in DIR/<split> (rerun to resume).", metavar="DIR")
     split: str = opt("validation", help="Split to download.", choices=["train", "validation", "test"])
     max_samples: int | None = opt(None, help="Download at most N images (a seeded random sample of the split).",
