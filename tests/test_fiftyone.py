@@ -66,6 +66,12 @@ def test_fiftyone_dataset_indexes_like_the_coco_reader(coco_mini_in_fiftyone, tm
     # Every image resolves to the real file.
     assert not len(fo_index.missing_files())
     assert fo_index.image_path(0).exists() and np.all(fo_index.widths > 0)
+    # MIMIC generates from it like from any index.
+    out = tmp_path / "common.jsonl"
+    assert main(["generate", "--config", "common", "--source", "fiftyone", "--annotations", str(tmp_path / "fo.parquet"),
+                 "--num", "4", "--out", str(out)]) == 0
+    queries = [json.loads(line) for line in out.read_text().splitlines()]
+    assert len(queries) == 4 and all(q["source"] == "fiftyone" for q in queries)
 
 
 def test_fiftyone_source_errors_are_one_line(fiftyone_db, tmp_path, capsys):

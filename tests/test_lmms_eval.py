@@ -82,7 +82,7 @@ def test_lmms_eval_path_prints_the_shipped_folder_or_writes_one_for_data(bench, 
     assert main(["lmms-eval", "path", "--data", str(bench), "--out", str(tmp_path / "t")]) == 0
     assert capsys.readouterr().out.strip() == str(tmp_path / "t")
     listing = (tmp_path / "t" / "mimic_listing.yaml").read_text()
-    assert f"include: {TASK_DIR / 'mimic_listing.yaml'}" in listing
+    assert f'include: "{TASK_DIR / "mimic_listing.yaml"}"' in listing
     assert str((bench / "listing").resolve()) in listing and "dataset_path: parquet" in listing
     assert main(["lmms-eval", "path", "--data", "org/other-mimic", "--out", str(tmp_path / "h")]) == 2
     assert main(["lmms-eval", "path", "--out", str(tmp_path / "x")]) == 2

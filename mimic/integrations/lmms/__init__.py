@@ -17,6 +17,7 @@ entry point (`manifest`).
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 from pathlib import Path
 
@@ -76,7 +77,8 @@ def task_folder(data: str | None = None, out: str | os.PathLike | None = None, s
     folder.mkdir(parents=True, exist_ok=True)
     local = os.path.isdir(data)
     for config in configs:
-        lines = [f"include: {TASK_DIR / (task_name(config) + '.yaml')}"]
+        # Paths and ids as JSON strings, which YAML reads as they are (spaces, colons, "#").
+        lines = [f"include: {json.dumps(str(TASK_DIR / (task_name(config) + '.yaml')))}"]
         if local:
             from mimic.builders.hub_folder import _data_files
 
@@ -87,11 +89,11 @@ def task_folder(data: str | None = None, out: str | os.PathLike | None = None, s
                 raise DataError(f"{data}: config {config!r} has no {split!r} split")
             # dataset_name: null, or the parquet builder would look for a config of that name.
             lines += ["dataset_path: parquet", "dataset_name: null", "dataset_kwargs:", "  data_files:",
-                      f"    {split}:", *(f"      - {os.path.abspath(f)}" for f in files)]
+                      f"    {json.dumps(split)}:", *(f"      - {json.dumps(os.path.abspath(f))}" for f in files)]
         else:
-            lines += [f"dataset_path: {data}"]
+            lines += [f"dataset_path: {json.dumps(data)}"]
         if split != "test":
-            lines += [f"test_split: {split}"]
+            lines += [f"test_split: {json.dumps(split)}"]
         with atomic_path(folder / f"{task_name(config)}.yaml") as tmp:
             tmp.write_text("\n".join(lines) + "\n")
     with atomic_path(folder / f"{GROUP}.yaml") as tmp:
