@@ -69,11 +69,11 @@ def fetch(source: str, split: str, out: str | os.PathLike, max_samples: int | No
     if max_samples is not None and max_samples < 1:
         raise ConfigError(f"--max-samples must be at least 1, got {max_samples}")
     if download is None:
-        from mimic.builders.sources.fiftyone import import_fiftyone
-
-        import_fiftyone()
-        import fiftyone.zoo as foz
-
+        # The zoo downloads files only: no database needed, unlike `mimic browse`.
+        try:
+            import fiftyone.zoo as foz
+        except ImportError as err:
+            raise ConfigError(f"mimic fetch needs FiftyOne ({err}): pip install \"mimic-vlm[fiftyone]\"") from None
         download = foz.download_zoo_dataset
     kwargs: dict = {"split": split, "label_types": ["detections"], "dataset_dir": str(out)}
     if max_samples is not None:
