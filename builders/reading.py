@@ -14,7 +14,7 @@ from mimic.errors import AnnotationError, ConfigError
 
 __all__ = ["SOURCES", "load_index"]
 
-SOURCES = ("coco", "openimages", "synthetic")
+SOURCES = ("coco", "openimages", "synthetic", "fiftyone")
 
 
 def load_index(
@@ -25,16 +25,19 @@ def load_index(
     oi_hierarchy: str | os.PathLike | None = None,
     *,
     check_images: bool = False,
+    dataset: str | None = None,
+    label_field: str | None = None,
 ) -> AnnotationIndex:
     """Read annotations into an `AnnotationIndex`.
 
     Args:
-        source: "coco", "openimages" or "synthetic".
+        source: "coco", "openimages", "synthetic" or "fiftyone".
         annotations: coco/synthetic: the instances JSON; openimages: the box CSV; any source: an index
             written by `AnnotationIndex.save` (`.parquet`). Synthetic without it renders the default world.
         images_dir: the folder the annotated images are in. For a saved index it replaces the recorded one.
         oi_classes, oi_hierarchy: openimages: class-descriptions-boxable.csv and the hierarchy JSON.
         check_images: check now that every image file exists (otherwise checked when read).
+        dataset, label_field: fiftyone: the FiftyOne dataset's name and its Detections field (default: its only one).
 
     Raises:
         ConfigError: a missing or unknown argument (the message names the parameter).
@@ -62,6 +65,12 @@ def load_index(
         if annotations is None:
             raise ConfigError("load_index: source 'coco' needs annotations= (the instances JSON or a saved index)")
         return read_coco(annotations, images_dir, check_images=check_images)
+    if source == "fiftyone":
+        from mimic.builders.sources.fiftyone import read_fiftyone
+
+        if dataset is None:
+            raise ConfigError("load_index: source 'fiftyone' needs dataset= (a FiftyOne dataset name) or a saved index")
+        return read_fiftyone(dataset, label_field, check_images=check_images)
     if source == "synthetic":
         from mimic.builders.sources.synthetic import read_synthetic
 

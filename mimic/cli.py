@@ -35,7 +35,11 @@ class Command:
 COMMANDS: Registry[Command] = Registry("command")
 # Command options are declared with the one option helper (mimic.options); `opt` is that same function.
 opt = option
-GROUP_HELP = {"build": "Materialize datasets (benchmark, demo, training set) into Hub-layout folders."}
+GROUP_HELP = {
+    "build": "Materialize datasets (benchmark, demo, training set) into Hub-layout folders.",
+    "export": "Write a benchmark in another tool's format (VLMEvalKit).",
+    "lmms-eval": "Run MIMIC inside lmms-eval: its task folder.",
+}
 
 
 def command(name: str, options: type) -> Callable:
@@ -139,7 +143,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 # Command modules in the order of the data flow, which is the order `mimic --help` lists them in.
-COMMAND_MODULES = ("data", "generate", "hub", "train_data", "evaluate", "train")
+COMMAND_MODULES = ("data", "generate", "hub", "train_data", "evaluate", "train", "ecosystem")
 
 
 def _load_commands() -> None:

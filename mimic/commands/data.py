@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from mimic.cli import command, opt
 
-SOURCES = ["coco", "openimages", "synthetic"]  # = mimic.builders.reading.SOURCES (tests/test_cli.py)
+SOURCES = ["coco", "openimages", "synthetic", "fiftyone"]  # = mimic.builders.reading.SOURCES (tests/test_cli.py)
 # Spelled out here rather than read from mimic.builders.configs, so `--help` needs no heavy imports;
 # tests/test_cli.py checks that the two agree.
 BENCH_CONFIG_NAMES = ["counting_balanced", "counting_unbalanced", "counting_multiconcept", "listing", "common", "odd_one"]
@@ -31,12 +31,16 @@ class IndexOptions:
         None, help="openimages: bbox_labels_600_hierarchy.json (gives the Listing categories).", metavar="JSON"
     )
     check_images: bool = opt(False, help="Check now that every image file exists (otherwise checked when read).")
+    dataset: str | None = opt(None, help="fiftyone: the name of a persistent FiftyOne dataset with detections.",
+                              metavar="NAME")
+    label_field: str | None = opt(None, help="fiftyone: its Detections field (default: the only one it has).")
     min_box_frac: float = opt(
         0.05, help="Smallest box, as a fraction of the image area, for an image to be eligible (summary only)."
     )
 
 
-def load_index(source: str, annotations=None, images=None, oi_classes=None, oi_hierarchy=None, check_images=False):
+def load_index(source: str, annotations=None, images=None, oi_classes=None, oi_hierarchy=None, check_images=False,
+               dataset=None, label_field=None):
     """`mimic.builders.load_index` for the commands: the arguments are checked first, so errors name flags."""
     from pathlib import Path
 
@@ -51,9 +55,14 @@ def load_index(source: str, annotations=None, images=None, oi_classes=None, oi_h
                                   ("--oi-hierarchy", oi_hierarchy)) if v is None]
         if missing:
             raise ConfigError(f"--source openimages needs {', '.join(missing)}")
+    if source == "fiftyone" and dataset is None and not is_index:
+        raise ConfigError("--source fiftyone needs --dataset NAME (a FiftyOne dataset) or --annotations INDEX.parquet")
+    if dataset is not None and source != "fiftyone":
+        raise ConfigError(f"--dataset applies to --source fiftyone, not {source}")
     if images is not None and not Path(images).is_dir():
         raise ConfigError(f"--images {images}: folder not found")
-    return read_index(source, annotations, images, oi_classes, oi_hierarchy, check_images=check_images)
+    return read_index(source, annotations, images, oi_classes, oi_hierarchy, check_images=check_images,
+                      dataset=dataset, label_field=label_field)
 
 
 @command("index", IndexOptions)
@@ -64,7 +73,8 @@ def run_index(o: IndexOptions) -> int:
     fraction of the image area and crowd presence. Generators read it instead of the raw annotations,
     so a large annotation file is parsed once.
     """
-    index = load_index(o.source, o.annotations, o.images, o.oi_classes, o.oi_hierarchy, o.check_images)
+    index = load_index(o.source, o.annotations, o.images, o.oi_classes, o.oi_hierarchy, o.check_images, o.dataset,
+                       o.label_field)
     path = index.save(o.out)
     print(index.format_summary(o.min_box_frac))
     print(f"\nwrote {path}")

@@ -115,13 +115,16 @@ def run_eval_command(o: EvalOptions) -> int:
 
 @dataclass
 class ReportOptions:
-    runs: list[str] = opt(help="Run folders written by `mimic eval`.", positional=True, metavar="RUN")
     out: str = opt(help="Output folder for report.md and the PNG plots.", metavar="DIR")
+    runs: list[str] = opt([], help="Run folders written by `mimic eval`.", positional=True, metavar="RUN")
     labels: list[str] = opt([], help="Names of the runs in the report, in order (default: each run's label).")
     title: str = opt("MIMIC evaluation report", help="Title of report.md.")
     bootstrap: int | None = opt(None, help="Recompute the scores from predictions.jsonl with this many bootstrap "
                                 "resamples (default: use each run's results.json).")
     bootstrap_seed: int = opt(0, help="Seed of the resamples when recomputing.")
+    lmms_eval: list[str] = opt([], help="lmms-eval results (a *_results.json, or an --output_path folder: one run "
+                               "each) of the external benchmarks: laid out as the paper's Tables 3/8 and 2 in "
+                               "external.md, beside its published rows.", metavar="RESULTS")
 
 
 @command("report", ReportOptions)
@@ -136,6 +139,20 @@ def run_report_command(o: ReportOptions) -> int:
     from mimic.eval.report import table4_markdown, write_report
     from mimic.eval.runner import load_results
 
+    if not o.runs and not o.lmms_eval:
+        raise ConfigError("give run folders of `mimic eval`, --lmms-eval results, or both")
+    if o.lmms_eval:
+        from mimic.atomic import atomic_path
+        from mimic.eval.external import external_markdown, read_lmms_results
+
+        text = external_markdown([read_lmms_results(p) for p in o.lmms_eval])
+        path = os.path.join(o.out, "external.md")
+        with atomic_path(path) as tmp:
+            tmp.write_text(text)
+        print(text.split("\n## MuirBench")[0])
+        print(f"wrote {path}")
+        if not o.runs:
+            return 0
     aggregate = None
     if o.bootstrap is not None:
         if o.bootstrap < 0:
