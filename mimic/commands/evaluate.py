@@ -6,9 +6,9 @@ import os
 from dataclasses import dataclass
 
 from mimic.cli import command, opt
-from mimic.errors import ConfigError
+from mimic.errors import ConfigError, MimicError
 
-__all__ = ["EvalOptions", "ReportOptions", "run_eval_command", "run_report_command"]
+__all__ = ["EvalOptions", "ReportOptions", "eval_argv", "run_eval_command", "run_report_command"]
 
 _DTYPES = ["auto", "float32", "bfloat16", "float16"]
 
@@ -24,6 +24,10 @@ class EvalOptions:
     limit: int | None = opt(None, help="Evaluate only the first N rows of each config (they cover every control "
                             "cell evenly).")
     batch_size: int = opt(8, help="Samples per generate call; predictions.jsonl grows by one batch at a time.")
+    num_processes: int | None = opt(None, help="Data-parallel processes, each with its own model replica (one per "
+                                    "GPU on CUDA, gloo on CPU): launches `accelerate launch --multi_gpu "
+                                    "--num_processes N -m mimic.eval ...` with the other options. Under a launcher, "
+                                    "default: the launcher's count.")
     split: str = opt("test", help="Dataset split.")
     label: str | None = opt(None, help="The run's name in reports (default: from the model spec).")
     overwrite: bool = opt(False, help="Discard the run folder's earlier predictions instead of resuming.")
@@ -96,7 +100,7 @@ def run_eval_command(o: EvalOptions) -> int:
     from mimic.eval.aggregate import AggregateSettings
     from mimic.eval.runner import RESULTS_FILE, EvalSettings, run_eval
 
-    for flag, value in (("--limit", o.limit), ("--batch-size", o.batch_size)):
+    for flag, value in (("--limit", o.limit), ("--batch-size", o.batch_size), ("--num-processes", o.num_processes)):
         if value is not None and value < 1:
             raise ConfigError(f"{flag} must be at least 1, got {value}")
     if o.bootstrap < 0:
@@ -107,9 +111,77 @@ def run_eval_command(o: EvalOptions) -> int:
         split=o.split, label=o.label, model_options=_model_options(o), overwrite=o.overwrite, progress=o.progress,
         aggregate=aggregate, cache_dir=o.cache_dir,
     )
-    results = run_eval(settings)
-    _print_summary(results)
-    print(f"\nwrote {os.path.join(o.out, RESULTS_FILE)}")
+    launched = int(os.environ.get("WORLD_SIZE", "1"))  # set by accelerate launch / torchrun in each process
+    if o.num_processes is not None and launched > 1 and o.num_processes != launched:
+        raise ConfigError(f"--num-processes {o.num_processes}, but the launcher started {launched} processes")
+    if o.num_processes is not None and o.num_processes > 1 and launched == 1:
+        return _launch(o, settings)
+    try:
+        results = run_eval(settings)
+    finally:
+        _end_process_group()
+    if int(os.environ.get("RANK", "0")) == 0:
+        _print_summary(results)
+        print(f"\nwrote {os.path.join(o.out, RESULTS_FILE)}")
+    return 0
+
+
+def _end_process_group() -> None:
+    import sys
+
+    if "torch.distributed" in sys.modules:
+        import torch.distributed as dist
+
+        if dist.is_available() and dist.is_initialized():
+            dist.destroy_process_group()
+
+
+def eval_argv(o: EvalOptions) -> list[str]:
+    """The `mimic eval` arguments that give `o` again, without --num-processes (what each launched process
+    gets)."""
+    import dataclasses
+
+    argv: list[str] = []
+    for f in dataclasses.fields(o):
+        value, flag = getattr(o, f.name), "--" + f.name.replace("_", "-")
+        if f.name == "num_processes" or value is None:
+            continue
+        if isinstance(value, bool):
+            argv.append(flag if value else "--no-" + flag[2:])
+        elif isinstance(value, list):
+            if value:
+                argv += [flag, *map(str, value)]
+        else:
+            argv += [flag, str(value)]
+    return argv
+
+
+def _launch(o: EvalOptions, settings) -> int:
+    """`mimic eval --num-processes N`: check everything here, then start N ranks with accelerate's launcher."""
+    import socket
+    import subprocess
+    import sys
+
+    from mimic.eval.runner import check_eval
+
+    n = o.num_processes
+    if (o.device or "auto").startswith(("auto", "cuda")):
+        import torch
+
+        if torch.cuda.is_available() and n > torch.cuda.device_count():
+            raise ConfigError(f"--num-processes {n}: one process per GPU, and this machine has "
+                              f"{torch.cuda.device_count()}")
+    check_eval(settings)  # bad input fails here, in one line, before N processes start
+    with socket.socket() as s:  # a free port for the ranks' rendezvous (29500 may be taken by another job)
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", str(n),
+           "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+           "--main_process_port", str(port), "-m", "mimic.eval", *eval_argv(o)]
+    code = subprocess.run(cmd).returncode
+    if code != 0:
+        raise MimicError(f"--num-processes {n}: the launched processes failed (exit code {code}); their errors "
+                         "are above. Rerun the same command to resume.")
     return 0
 
 
