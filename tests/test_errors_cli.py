@@ -98,6 +98,8 @@ CASES = [
     Case("train-without-boxes", "build train --out {out}", "--oi-boxes and --oi-images are required"),
     Case("train-missing-images", "build train --oi-boxes {world} --oi-images {tmp}/nope --out {out}",
          "--oi-images {tmp}/nope: folder not found"),
+    Case("train-num-proc", "build train --source synthetic --world {world} --num-proc 0 --out {out}",
+         "--num-proc must be at least 1, got 0"),
     Case("train-on-coco", "build train --source coco --oi-boxes {world} --oi-images {tmp} --out {out}",
          "--source coco: COCO is the evaluation benchmark's source"),
     Case("push-no-card", "push {txt} --repo me/x --dry-run", "no README.md dataset card"),
