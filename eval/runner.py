@@ -416,14 +416,18 @@ def run_eval(settings: EvalSettings, model: ModelAdapter | None = None) -> dict:
         desc = f"eval {default_label(settings.model)}" + (f" [rank 0 of {ranks.world}]" if ranks.world > 1 else "")
         bar = tqdm(total=sum(len(b) for _, b in mine), desc=desc, unit="sample",
                    disable=not settings.progress or ranks.rank != 0)
+        # Every config is shown to the adapter before any generation: an engine sized from the data (vllm:'s
+        # images per prompt) sees the largest sample of the whole run.
+        if mine:
+            for plan in plans:
+                model.prepare(plan.config, plan.rows)
         with writer:
-            prepared = None
+            images, current = None, None
             for p, idx in mine:
                 plan = plans[p]
-                if prepared != p:
-                    model.prepare(plan.config, plan.rows)
+                if current != p:
                     images = plan.dataset.select_columns(["images"]) if model.needs_images else None
-                    prepared = p
+                    current = p
                 _run_batch(plan, idx, images, model, writer, bar)
         bar.close()
         ranks.barrier()

@@ -17,7 +17,8 @@ _DTYPES = ["auto", "float32", "bfloat16", "float16"]
 class EvalOptions:
     # What to evaluate, where the run goes.
     data: str = opt(help="Benchmark: a Hub-layout folder (mimic build ...) or a Hub dataset id.", metavar="DIR_OR_ID")
-    model: str = opt(help="Model spec: hf:<model id or path>, openai:<served model name>, oracle, random or prior.",
+    model: str = opt(help="Model spec: hf:<model id or path>, vllm:<model id or path>, openai:<served model name>, "
+                     "oracle, random or prior.",
                      metavar="SPEC")
     out: str = opt(help="Run folder: run.json, predictions.jsonl (resumable) and results.json.", metavar="DIR")
     configs: list[str] = opt([], help="Configs to evaluate (default: every config of the data).")
@@ -54,6 +55,16 @@ class EvalOptions:
                                   "(default 3).")
     concurrency: int | None = opt(None, help="openai: parallel requests per batch (default 4).")
     seed: int | None = opt(None, help="random: seed of the guesses (default 0).")
+    # vllm: (the offline engine).
+    tensor_parallel_size: int | None = opt(None, help="vllm: GPUs one model is split over (default 1).")
+    data_parallel_size: int | None = opt(None, help="vllm: model replicas vLLM runs (default 1).")
+    gpu_memory_utilization: float | None = opt(None, help="vllm: share of each GPU's memory vLLM may use "
+                                               "(default 0.9).")
+    max_model_len: int | None = opt(None, help="vllm: longest prompt + answer in tokens (default: the model's).")
+    max_num_seqs: int | None = opt(None, help="vllm: most sequences batched at once (default: vLLM's).")
+    limit_images: int | None = opt(None, help="vllm: images per prompt the engine reserves room for (default: the "
+                                   "largest sample of the data).")
+    enforce_eager: bool | None = opt(None, help="vllm: run without CUDA graphs (default: with them).")
     # Aggregation.
     bootstrap: int = opt(1000, help="Bootstrap resamples per confidence interval (0: none).")
     bootstrap_seed: int = opt(0, help="Seed of the bootstrap resamples.")
@@ -71,6 +82,9 @@ def _model_options(o: EvalOptions) -> dict:
         "attn_implementation": o.attn_implementation, "revision": o.revision, "min_pixels": o.min_pixels,
         "max_pixels": o.max_pixels, "max_patches": o.max_patches, "base_url": o.base_url, "api_key": api_key,
         "timeout_s": o.timeout, "max_retries": o.max_retries, "concurrency": o.concurrency, "seed": o.seed,
+        "tensor_parallel_size": o.tensor_parallel_size, "data_parallel_size": o.data_parallel_size,
+        "gpu_memory_utilization": o.gpu_memory_utilization, "max_model_len": o.max_model_len,
+        "max_num_seqs": o.max_num_seqs, "limit_images": o.limit_images, "enforce_eager": o.enforce_eager,
     }
 
 
@@ -95,6 +109,8 @@ def run_eval_command(o: EvalOptions) -> int:
 
       mimic eval --data demo-out/mimic-demo --model random --out runs/random
       mimic eval --data bench --model hf:llava-hf/llava-onevision-qwen2-0.5b-ov-hf --out runs/ov05
+      mimic eval --data bench --model hf:llava-hf/llava-onevision-qwen2-7b-ov-hf --out runs/ov7 --num-processes 8
+      mimic eval --data bench --model vllm:llava-hf/llava-onevision-qwen2-7b-ov-hf --out runs/ov7-vllm
       OPENAI_BASE_URL=http://localhost:8000/v1 mimic eval --data bench --model openai:Qwen/Qwen2-VL-7B-Instruct --out runs/q7
     """
     from mimic.eval.aggregate import AggregateSettings
