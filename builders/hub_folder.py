@@ -174,7 +174,11 @@ def materialize(
         # function of its rows alone, so which process writes it changes no byte.
         ctx = multiprocessing.get_context("fork")
         with ctx.Pool(min(num_proc, n), initializer=_init_worker, initargs=(job,)) as pool:
-            for kept, rows in pool.imap_unordered(_pool_write_shard, range(n)):
+            for kept, rows, error in pool.imap_unordered(_pool_write_shard, range(n)):
+                if error is not None:
+                    from mimic.errors import MimicError
+
+                    raise MimicError(error)
                 skipped, written = skipped + kept, written + (not kept)
                 bar.update(rows)
     else:
@@ -185,7 +189,7 @@ def materialize(
             bar.update(rows)
     bar.close()
 
-    rows = [vars(getattr(s, "sample", s)) for s in samples]  # read-only here: no copies
+    rows = (vars(getattr(s, "sample", s)) for s in samples)  # one pass, nothing kept (spooled samples stay on disk)
     record = {
         "config": name,
         "split": split,
@@ -257,9 +261,14 @@ def _init_worker(job: _ShardJob) -> None:
     _WORKER = (job, job.reader())
 
 
-def _pool_write_shard(k: int) -> tuple[bool, int]:
+def _pool_write_shard(k: int) -> tuple[bool, int, str | None]:
+    from mimic.errors import MimicError
+
     job, read = _WORKER
-    return job.write(k, read)
+    try:
+        return (*job.write(k, read), None)
+    except MimicError as err:  # sent back as text: subclasses with their own __init__ do not unpickle
+        return False, 0, str(err)
 
 
 def read_build_records(out_dir: str | os.PathLike) -> dict[str, dict]:

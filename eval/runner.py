@@ -280,8 +280,9 @@ class _Ranks:
 
         state = PartialState(cpu=cpu)
         self.rank, self.world, self.device = state.process_index, state.num_processes, state.device
-        if self.world > 1 and dist.get_backend() != "gloo":
-            self._group = dist.new_group(backend="gloo")
+        if self.world > 1:
+            # Ranks wait here for the slowest one at the end of a run of hours: no 30-minute default timeout.
+            self._group = dist.new_group(backend="gloo", timeout=_dt.timedelta(hours=48))
 
     def share(self, fn):
         """fn() on rank 0, its result given to every rank; an error there is raised on every rank."""

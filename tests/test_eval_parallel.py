@@ -20,7 +20,7 @@ from mimic.errors import ConfigError
 from mimic.eval.api import create_model
 from mimic.eval.models.hf import HFModel
 from mimic.eval.predictions import SHARD_SCHEMA, PredictionWriter, read_predictions, read_shard
-from mimic.eval.runner import EvalSettings, _identity, plan_batches, run_eval
+from mimic.eval.runner import EvalSettings, _identity, load_results, plan_batches, run_eval
 from mimic.tiny import save_tiny
 
 CONFIGS = ("counting_unbalanced", "common")
@@ -126,6 +126,9 @@ def test_killed_two_process_run_resumes_with_one_and_a_crashed_one_with_two(benc
     assert 1 <= len(done) < len(ref_records)
     headers = [read_shard(p)[0] for p in (out / "shards").glob("rank-*.jsonl")]
     assert all(h["schema"] == SHARD_SCHEMA and h["identity"]["model"] == f"hf:{tiny}" for h in headers if h)
+
+    partial = load_results(out)  # `mimic report` on the interrupted run reads the shards
+    assert sum(c["n"] for c in partial["configs"].values()) == len(done)
 
     results = run_eval(_settings(bench, tiny, cache, out))  # one process now
     assert _stable(read_predictions(out / "predictions.jsonl")) == _stable(ref_records)
