@@ -5,7 +5,8 @@
 Each build runs `mimic build train --source synthetic` as its own process (all four tasks, --per-task rows
 each, up to 10 images a row) into benchmarks/out/. Peak memory is the largest sum of the proportional set
 sizes (PSS: shared pages split between the processes that share them) of the build and its worker
-processes, sampled every 0.1 s. The files of every build are compared byte for byte with the first one.
+processes, sampled every 0.1 s. CPU s is the user + system time of the build and its workers: on a machine
+shared with other jobs, rows per CPU second says what the wall time cannot. The files of every build are compared byte for byte with the first one.
 
 The paper's scale is --per-task 50000 (200,000 rows). The synthetic JPEGs are ~18 kB, so that would write
 about 20 GB; memory per row is what matters for extrapolating: the image bytes are streamed (16 rows at a
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import resource
 import shutil
 import subprocess
 import sys
@@ -53,13 +55,15 @@ def main() -> None:
     if not (world / "annotations.json").exists():
         subprocess.run([*mimic, "world", "--out", str(world), "--images", str(args.images)], check=True)
     first = None
-    print(f"{'procs':>5} {'rows':>7} {'seconds':>8} {'rows/s':>7} {'peak PSS MB':>11}  identical")
+    print(f"{'procs':>5} {'rows':>7} {'seconds':>8} {'rows/s':>7} {'CPU s':>6} {'rows/CPU s':>10} {'peak PSS MB':>11}  "
+          "identical")
     for n in args.num_proc:
         out = args.out_dir / f"train-{args.per_task}-np{n}"
         shutil.rmtree(out, ignore_errors=True)
         cmd = [*mimic, "build", "train", "--source", "synthetic", "--world", str(world), "--out", str(out),
                "--per-task", str(args.per_task), "--max-shard-mb", str(args.max_shard_mb), "--num-proc", str(n),
                "--no-progress"]
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
         t0 = time.perf_counter()
         proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL)
         ps, peak = psutil.Process(proc.pid), 0
@@ -67,12 +71,15 @@ def main() -> None:
             peak = max(peak, tree_pss(ps))
             time.sleep(0.1)
         seconds = time.perf_counter() - t0
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)  # the build and its workers (all waited for)
+        cpu = after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime
         if proc.returncode != 0:
             sys.exit(f"build failed: {' '.join(cmd)}")
         files = digest(out)
         first = first or files
         rows = 4 * args.per_task
-        print(f"{n:>5} {rows:>7} {seconds:>8.1f} {rows / seconds:>7.0f} {peak / 2**20:>11.0f}  {files == first} "
+        print(f"{n:>5} {rows:>7} {seconds:>8.1f} {rows / seconds:>7.0f} {cpu:>6.1f} {rows / cpu:>10.0f} "
+              f"{peak / 2**20:>11.0f}  {files == first} "
               f"({len(files)} shards)")
         if n != args.num_proc[0]:
             shutil.rmtree(out)
