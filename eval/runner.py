@@ -9,8 +9,7 @@ A run folder holds:
                        written atomically at the end
 
 A rerun on the same folder skips every sample already in predictions.jsonl, so an interrupted run loses
-at most the batch it was generating. Batches never span configs, and a config's pending samples are
-batched in row order, so a resumed run forms the same batches as an uninterrupted one.
+at most the batch it was generating. Batches never span configs.
 
 Batches are length-grouped: a config's selected samples are ordered by image count (most first, then row
 order) and cut into batches of `batch_size`, so a batch holds samples with about as many image tokens and
@@ -183,7 +182,6 @@ class _ConfigPlan:
     dataset: Any
     rows: list[dict]
     selected: list[int]
-    pending: list[int]
     vocabulary: tuple[str, ...]
 
 
@@ -346,7 +344,7 @@ def _load_plans(settings: EvalSettings) -> list[_ConfigPlan]:
         ds = load_config(settings.data, config, settings.split, settings.cache_dir)
         rows = row_metadata(ds)
         selected = list(range(len(rows)))[: settings.limit]
-        plans.append(_ConfigPlan(config, ds, rows, selected, [], answer_vocabulary(rows)))
+        plans.append(_ConfigPlan(config, ds, rows, selected, answer_vocabulary(rows)))
     return plans
 
 

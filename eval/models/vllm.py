@@ -149,8 +149,8 @@ class VLLMModel(ModelAdapter):
     def load(self) -> None:
         if self.llm is not None:
             return
+        vllm = import_vllm()  # first: without vLLM nothing else is worth loading
         self.load_processor()
-        vllm = import_vllm()
         kwargs = self.engine_kwargs()
         try:
             self.llm = vllm.LLM(**kwargs)
@@ -160,8 +160,8 @@ class VLLMModel(ModelAdapter):
                       "limit_mm_per_prompt": kwargs["limit_mm_per_prompt"], "family": self.family}
 
     def generate(self, requests: Sequence[Request]) -> list[Generation]:
-        inputs = self.inputs(requests)
         self.load()
+        inputs = self.inputs(requests)
         outputs = self.llm.generate(inputs, self.sampling_params(), use_tqdm=False)
         results = []
         for out in outputs:
