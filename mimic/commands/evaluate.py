@@ -175,8 +175,6 @@ def eval_argv(o: EvalOptions) -> list[str]:
 def _launch(o: EvalOptions, settings) -> int:
     """`mimic eval --num-processes N`: check everything here, then start N ranks with accelerate's launcher."""
     import socket
-    import subprocess
-    import sys
 
     from mimic.eval.runner import check_eval
 
@@ -191,13 +189,17 @@ def _launch(o: EvalOptions, settings) -> int:
     with socket.socket() as s:  # a free port for the ranks' rendezvous (29500 may be taken by another job)
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", str(n),
-           "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
-           "--main_process_port", str(port), "-m", "mimic.eval", *eval_argv(o)]
-    code = subprocess.run(cmd).returncode
-    if code != 0:
-        raise MimicError(f"--num-processes {n}: the launched processes failed (exit code {code}); their errors "
-                         "are above. Rerun the same command to resume.")
+    # `accelerate launch` run here rather than in another interpreter: one torch import less before the ranks.
+    from accelerate.commands.launch import launch_command, launch_command_parser
+
+    args = launch_command_parser().parse_args(
+        ["--multi_gpu", "--num_processes", str(n), "--num_machines", "1", "--mixed_precision", "no",
+         "--dynamo_backend", "no", "--main_process_port", str(port), "-m", "mimic.eval", *eval_argv(o)])
+    try:
+        launch_command(args)
+    except Exception as err:  # torch.distributed.elastic's ChildFailedError: a rank exited with an error
+        raise MimicError(f"--num-processes {n}: the launched processes failed ({type(err).__name__}); their errors "
+                         "are above. Rerun the same command to resume.") from err
     return 0
 
 
