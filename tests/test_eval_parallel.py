@@ -187,3 +187,17 @@ def test_eval_argv_gives_the_same_options_back():
     ns = build_parser().parse_args(["eval", *eval_argv(o)])
     again = EvalOptions(**{k: v for k, v in vars(ns).items() if k != "command"})
     assert again == EvalOptions(**{**vars(o), "num_processes": None})
+
+
+def test_a_failing_rank_ends_the_launch_in_one_line_of_ours(bench, cache, tmp_path):
+    # The checkpoint is only read by the ranks (the launching process checks data, options and the run folder).
+    cmd = [sys.executable, "-m", "mimic.eval", "--data", str(bench), "--model", f"hf:{tmp_path / 'no-model'}",
+           "--out", str(tmp_path / "run"), "--limit", "1", "--no-progress", "--cache-dir", cache,
+           "--num-processes", "2"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    lines = [x for x in proc.stderr.splitlines() if x.startswith("mimic eval: error:")]
+    assert proc.returncode == 2
+    # Each rank's own line (the launcher may stop the second rank before it gets to say it), then ours.
+    assert 1 <= len(lines) - 1 <= 2 and all("cannot read the checkpoint's config" in x for x in lines[:-1])
+    assert "--num-processes 2: the launched processes failed" in lines[2] and proc.stderr.strip().endswith(lines[2])
+    assert not (tmp_path / "run" / "results.json").exists()
