@@ -119,22 +119,22 @@ def materialize(
     max_shard_bytes: int = DEFAULT_MAX_SHARD_BYTES,
     progress: bool = True,
     cache_bytes: int = 256 * 1024 * 1024,
+    num_proc: int = 1,
 ) -> dict:
     """Write `builder`'s config as `<out_dir>/<config>/<split>-*.parquet`; return the build record.
 
     `builder` is a `MimicBench`-like builder: `.config.name`, `.info.features`, `.load_index()`,
     `.samples()` (items with `.id` and `.file_names`; `Sample`s or items holding one as `.sample`) and
     `.example(item, read)` (the row, with images read through `read`). `cache_bytes` bounds the memory
-    holding image files that several rows embed.
+    holding image files that several rows embed (per process). `num_proc` > 1 writes the shards in that many
+    worker processes (forked); the files are byte-identical to a one-process build.
     """
-    from mimic.builders.rows import ImageBytes
     from mimic.builders.stats import table1
 
     out_dir = Path(out_dir)
     name = builder.config.name
     config_dir = out_dir / name
     features = builder.info.features
-    schema = features.arrow_schema
     features_json = json.dumps(features.to_dict(), sort_keys=True)
 
     index = builder.load_index()
@@ -164,36 +164,32 @@ def materialize(
         if stale.name not in wanted:
             stale.unlink()
 
-    options = _writer_options(schema)
-    read = ImageBytes(images_dir, cache_bytes)
+    job = _ShardJob(builder, samples, ranges, config_dir, split, features, features_json, images_dir, cache_bytes)
     written = skipped = 0
     bar = tqdm(total=len(samples), desc=f"{name}: embedding images", unit="row", disable=not progress)
-    for k, (lo, hi) in enumerate(ranges):
-        path = config_dir / f"{split}-{k:05d}-of-{n:05d}.parquet"
-        stored = _stored_fingerprint(path) if path.exists() else None
-        # A finished shard is kept only if its content would be the same: its rows are recomputed (and its
-        # images read and digested; they stay cached for the rewrite when they differ).
-        if stored is not None and stored == shard_fingerprint(
-            (builder.example(s, read) for s in samples[lo:hi]), read, features_json
-        ):
-            skipped += 1
-            bar.update(hi - lo)
-            continue
-        h = _hasher(features_json)
-        with atomic_path(path) as tmp, pq.ParquetWriter(tmp, schema, **options) as writer:
-            for g in range(lo, hi, _ROWS_PER_GROUP):
-                rows = [builder.example(s, read) for s in samples[g : min(g + _ROWS_PER_GROUP, hi)]]
-                for r in rows:
-                    h.update(_canonical_row(r, read) + b"\x1d")
-                batch = features.encode_batch({c: [r[c] for r in rows] for c in features})
-                writer.write_table(pa.Table.from_pydict(batch, schema=schema))
-                bar.update(len(rows))
-            # The fingerprint goes in the footer, computed from the very rows written.
-            writer.add_key_value_metadata({_SHARD_META: json.dumps({"fingerprint": h.hexdigest()})})
-        written += 1
+    if num_proc > 1 and n > 1:
+        import multiprocessing
+
+        # fork: the workers inherit the planned samples instead of receiving them pickled. Every shard is a
+        # function of its rows alone, so which process writes it changes no byte.
+        ctx = multiprocessing.get_context("fork")
+        with ctx.Pool(min(num_proc, n), initializer=_init_worker, initargs=(job,)) as pool:
+            for kept, rows, error in pool.imap_unordered(_pool_write_shard, range(n)):
+                if error is not None:
+                    from mimic.errors import MimicError
+
+                    raise MimicError(error)
+                skipped, written = skipped + kept, written + (not kept)
+                bar.update(rows)
+    else:
+        read = job.reader()
+        for k in range(n):
+            kept, rows = job.write(k, read)
+            skipped, written = skipped + kept, written + (not kept)
+            bar.update(rows)
     bar.close()
 
-    rows = [vars(getattr(s, "sample", s)) for s in samples]  # read-only here: no copies
+    rows = (vars(getattr(s, "sample", s)) for s in samples)  # one pass, nothing kept (spooled samples stay on disk)
     record = {
         "config": name,
         "split": split,
@@ -214,6 +210,65 @@ def materialize(
     with atomic_path(record_dir / f"{name}.json") as tmp:
         tmp.write_text(json.dumps(record, indent=2, sort_keys=True))
     return record
+
+
+class _ShardJob:
+    """Everything needed to write shard k of a planned config; shared with forked workers."""
+
+    def __init__(self, builder, samples, ranges, config_dir, split, features, features_json, images_dir,
+                 cache_bytes):
+        self.builder, self.samples, self.ranges = builder, samples, ranges
+        self.config_dir, self.split, self.features, self.features_json = config_dir, split, features, features_json
+        self.schema, self.options = features.arrow_schema, _writer_options(features.arrow_schema)
+        self.images_dir, self.cache_bytes = images_dir, cache_bytes
+
+    def reader(self):
+        from mimic.builders.rows import ImageBytes
+
+        return ImageBytes(self.images_dir, self.cache_bytes)
+
+    def write(self, k: int, read) -> tuple[bool, int]:
+        """Write shard k unless an identical one is there; (kept, number of rows)."""
+        builder, samples, features, schema = self.builder, self.samples, self.features, self.schema
+        lo, hi = self.ranges[k]
+        n = len(self.ranges)
+        path = self.config_dir / f"{self.split}-{k:05d}-of-{n:05d}.parquet"
+        stored = _stored_fingerprint(path) if path.exists() else None
+        # A finished shard is kept only if its content would be the same: its rows are recomputed (and its
+        # images read and digested; they stay cached for the rewrite when they differ).
+        if stored is not None and stored == shard_fingerprint(
+            (builder.example(s, read) for s in samples[lo:hi]), read, self.features_json
+        ):
+            return True, hi - lo
+        h = _hasher(self.features_json)
+        with atomic_path(path) as tmp, pq.ParquetWriter(tmp, schema, **self.options) as writer:
+            for g in range(lo, hi, _ROWS_PER_GROUP):
+                rows = [builder.example(s, read) for s in samples[g : min(g + _ROWS_PER_GROUP, hi)]]
+                for r in rows:
+                    h.update(_canonical_row(r, read) + b"\x1d")
+                batch = features.encode_batch({c: [r[c] for r in rows] for c in features})
+                writer.write_table(pa.Table.from_pydict(batch, schema=schema))
+            # The fingerprint goes in the footer, computed from the very rows written.
+            writer.add_key_value_metadata({_SHARD_META: json.dumps({"fingerprint": h.hexdigest()})})
+        return False, hi - lo
+
+
+_WORKER: tuple | None = None
+
+
+def _init_worker(job: _ShardJob) -> None:
+    global _WORKER
+    _WORKER = (job, job.reader())
+
+
+def _pool_write_shard(k: int) -> tuple[bool, int, str | None]:
+    from mimic.errors import MimicError
+
+    job, read = _WORKER
+    try:
+        return (*job.write(k, read), None)
+    except MimicError as err:  # sent back as text: subclasses with their own __init__ do not unpickle
+        return False, 0, str(err)
 
 
 def read_build_records(out_dir: str | os.PathLike) -> dict[str, dict]:

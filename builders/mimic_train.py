@@ -8,15 +8,26 @@ lettered options in some, plus every control column of the benchmark. One config
 
 COCO is the evaluation source: the builder refuses it unless `allow_coco=True`, and
 `mimic check-overlap` reports any image shared between a training and a benchmark folder.
+
+Memory: the paper's set is 200,000 rows of up to 10 images. The image bytes are streamed by `materialize`
+(16 rows at a time), and the composed samples and conversations (about 3.5 kB each as Python objects) are
+spooled to an unnamed temporary file as they are generated (`SpooledItems`: one JSON line per row, 16 bytes
+of offsets per row in memory), so memory does not grow with the number of rows beyond the generator's
+duplicate check. Forked shard writers (`materialize(num_proc=N)`) read the same file.
 """
 
 from __future__ import annotations
 
+import os
+import tempfile
+from array import array
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import datasets
 import numpy as np
+import orjson
 from datasets import Features, Value
 
 from mimic.builders.configs import train_configs
@@ -29,7 +40,7 @@ from mimic.builders.rows import ImageBytes, example_from_sample
 from mimic.builders.sample import GENERATOR_VERSION, Sample
 from mimic.errors import ConfigError
 
-__all__ = ["MimicTrain", "MimicTrainConfig", "TrainItem", "TRAIN_FEATURES", "TRAIN_TASKS"]
+__all__ = ["MimicTrain", "MimicTrainConfig", "SpooledItems", "TrainItem", "TRAIN_FEATURES", "TRAIN_TASKS"]
 
 TRAIN_TASKS = ("counting", "listing", "common", "odd_one")
 
@@ -61,6 +72,67 @@ class TrainItem:
     @property
     def file_names(self) -> list[str]:
         return self.sample.file_names
+
+
+class SpooledItems(Sequence):
+    """`TrainItem`s kept in an unnamed temporary file, one JSON line each; only their offsets stay in memory.
+
+    Append while generating, then `seal()`; after that it is a read-only sequence (`len`, `items[k]`,
+    `items[lo:hi]`, iteration), read with `os.pread`, so processes forked after sealing read it too.
+    The file is gone when the object is, or the process ends.
+    """
+
+    _CHUNK = 512
+
+    def __init__(self, dir: str | None = None):
+        self._file = tempfile.TemporaryFile(dir=dir)  # noqa: SIM115 (lives as long as the object)
+        self._offsets = array("q", [0])
+        self._sealed = False
+
+    def append(self, item: TrainItem) -> None:
+        if self._sealed:
+            raise RuntimeError("SpooledItems: sealed, no more appends")
+        data = orjson.dumps({"sample": item.sample, "turns": item.turns}) + b"\n"
+        self._file.write(data)
+        self._offsets.append(self._offsets[-1] + len(data))
+
+    def seal(self) -> SpooledItems:
+        self._file.flush()
+        self._sealed = True
+        return self
+
+    def __len__(self) -> int:
+        return len(self._offsets) - 1
+
+    def _read(self, lo: int, hi: int) -> list[TrainItem]:
+        if not self._sealed:
+            raise RuntimeError("SpooledItems: seal() before reading")
+        if hi <= lo:
+            return []
+        start = self._offsets[lo]
+        data = os.pread(self._file.fileno(), self._offsets[hi] - start, start)
+        return [_item_from_json(line) for line in data.splitlines()]
+
+    def __getitem__(self, k):
+        if isinstance(k, slice):
+            lo, hi, step = k.indices(len(self))
+            if step != 1:
+                raise ValueError("SpooledItems: slices with a step are not supported")
+            return self._read(lo, hi)
+        n = len(self)
+        if not -n <= k < n:
+            raise IndexError(k)
+        k %= n
+        return self._read(k, k + 1)[0]
+
+    def __iter__(self) -> Iterator[TrainItem]:
+        for lo in range(0, len(self), self._CHUNK):
+            yield from self._read(lo, min(lo + self._CHUNK, len(self)))
+
+
+def _item_from_json(line: bytes) -> TrainItem:
+    d = orjson.loads(line)
+    return TrainItem(Sample(**d["sample"]), [Turn(**t) for t in d["turns"]])
 
 
 @dataclass
@@ -142,12 +214,13 @@ class MimicTrain(datasets.GeneratorBasedBuilder):
     def tasks(self) -> tuple[str, ...]:
         return TRAIN_TASKS if self.config.name == "all" else (self.config.name,)
 
-    def samples(self) -> list[TrainItem]:
+    def samples(self) -> SpooledItems:
+        """The config's rows before their images are read, generated once and spooled to disk."""
         if getattr(self, "_items", None) is None:
             cfg = self.config
             index = self.load_index()
             configs = train_configs(cfg.max_images)
-            items = []
+            items = SpooledItems()
             self.grids = {}
             for task in self.tasks():
                 task_cfg = configs[f"train_{task}"]
@@ -162,7 +235,7 @@ class MimicTrain(datasets.GeneratorBasedBuilder):
                         index, sample, rng, option_rate=cfg.option_rate, followup_rate=cfg.followup_rate
                     )
                     items.append(TrainItem(sample, turns))
-            self._items = items
+            self._items = items.seal()
         return self._items
 
     def parameters(self) -> dict:

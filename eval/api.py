@@ -80,7 +80,7 @@ class ModelAdapter(abc.ABC):
         self.options = options if options is not None else self.Options()
 
     def prepare(self, config: str, rows: Sequence[Mapping[str, Any]]) -> None:
-        """Called once per config before its batches, with all of the config's rows (no images).
+        """Called once per config before any batch of the run, with all of the config's rows (no images).
         Model adapters need nothing from the rows; the baselines derive their answer spaces here."""
         return None
 
@@ -135,10 +135,11 @@ def register_model(name: str):
 
 
 def _load_builtin_models() -> None:
-    # Importing the modules registers the built-in adapters (hf, openai, oracle, random, prior).
+    # Importing the modules registers the built-in adapters (hf, openai, vllm, oracle, random, prior).
     from mimic.eval.models import baselines as _baselines  # noqa: F401
     from mimic.eval.models import hf as _hf  # noqa: F401
     from mimic.eval.models import openai_compat as _openai  # noqa: F401
+    from mimic.eval.models import vllm as _vllm  # noqa: F401
 
 
 def parse_model_spec(spec: str) -> tuple[str, str | None]:

@@ -8,6 +8,11 @@ abs_error, per_class, tp/fp/fn, ...), info (from the adapter: token counts, fini
 A batch is written with one `write` call, then flushed and fsynced, so an interruption loses at most the
 batch being generated. A crash in the middle of that write can leave a partial last line: `read_predictions`
 ignores it, and `PredictionWriter` cuts it off before appending.
+
+A data-parallel run (`mimic.eval.runner`) gives every rank a shard file of its own, `shards/rank-NNNNN.jsonl`
+in the run folder: the same lines after one header line, `{"shard": {"schema", "rank", "identity"}}`, that
+says which run (model, adapter options, data, split) the shard belongs to, so that the merge can refuse a
+shard of another run instead of mixing its answers in (`read_shard`).
 """
 
 from __future__ import annotations
@@ -23,7 +28,9 @@ from mimic.errors import DataError
 from mimic.eval.data import CONTROL_COLUMNS
 from mimic.eval.scoring import ScoreResult
 
-__all__ = ["PredictionWriter", "make_record", "read_predictions"]
+__all__ = ["SHARD_SCHEMA", "PredictionWriter", "make_record", "read_predictions", "read_shard"]
+
+SHARD_SCHEMA = "mimic-eval-shard/1"
 
 
 def make_record(
@@ -79,12 +86,29 @@ def read_predictions(path: str | os.PathLike) -> list[dict]:
     return records
 
 
-class PredictionWriter:
-    """Appends batches of records to a predictions file (use as a context manager)."""
+def read_shard(path: str | os.PathLike) -> tuple[dict | None, list[dict]]:
+    """A rank's shard file: (its header, its records). (None, []) for a file without one complete line
+    (a rank that was stopped while starting); DataError when the first line is not a shard header."""
+    records = read_predictions(path)
+    if not records:
+        return None, []
+    header = records[0].get("shard") if isinstance(records[0], dict) else None
+    if not isinstance(header, dict) or header.get("schema") != SHARD_SCHEMA:
+        raise DataError(f"{path}: not a shard of `mimic eval` (its first line is not a {SHARD_SCHEMA!r} header); "
+                        "remove it or use another --out")
+    return header, records[1:]
 
-    def __init__(self, path: str | os.PathLike):
+
+class PredictionWriter:
+    """Appends batches of records to a predictions file (use as a context manager).
+
+    header: for a shard file, the header line written first when the file is new (or holds no complete line).
+    """
+
+    def __init__(self, path: str | os.PathLike, header: Mapping | None = None):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        keep = 0
         if self.path.exists():
             size = self.path.stat().st_size
             with open(self.path, "rb") as f:
@@ -92,6 +116,8 @@ class PredictionWriter:
             if keep != size:  # a partial line from an interrupted write
                 os.truncate(self.path, keep)
         self._file = open(self.path, "ab")  # noqa: SIM115 (closed by close()/__exit__)
+        if header is not None and keep == 0:
+            self.write_batch([{"shard": dict(header)}])
 
     def write_batch(self, records: Iterable[Mapping]) -> None:
         data = b"".join(orjson.dumps(r, option=orjson.OPT_NON_STR_KEYS) + b"\n" for r in records)

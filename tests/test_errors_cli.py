@@ -53,6 +53,10 @@ CASES = [
          "max_new_tokens do not apply to model 'oracle'"),
     Case("eval-bad-limit", "eval --data {demo} --model random --limit 0 --out {out}", "--limit must be at least 1, got 0"),
     Case("eval-bad-batch", "eval --data {demo} --model random --batch-size 0 --out {out}", "--batch-size must be at least 1"),
+    Case("eval-bad-num-processes", "eval --data {demo} --model random --num-processes 0 --out {out}",
+         "--num-processes must be at least 1, got 0"),
+    Case("eval-bad-batch-parallel", "eval --data {demo} --model random --batch-size 0 --num-processes 2 --out {out}",
+         "--batch-size must be at least 1"),
     Case("eval-bad-bootstrap", "eval --data {demo} --model random --bootstrap -1 --out {out}", "--bootstrap must be 0"),
     Case("eval-unset-key-variable", "eval --data {demo} --model openai:m --api-key-env MIMIC_TEST_NO_SUCH_VAR "
          "--out {out}", "--api-key-env MIMIC_TEST_NO_SUCH_VAR"),
@@ -60,6 +64,8 @@ CASES = [
          "--max-retries 0 --no-progress --out {out}", "is the server up", leaves=("run.json", "predictions.jsonl")),
     # Run folders.
     Case("eval-other-run-in-out", "eval --data {demo} --model random --out {run}", "holds predictions of another run"),
+    Case("eval-parallel-other-run", "eval --data {demo} --model random --num-processes 2 --out {run}",
+         "holds predictions of another run"),
     Case("eval-corrupt-run-json", "eval --data {demo} --model random --out {bad_run}", "run.json: not valid JSON"),
     Case("report-not-a-run", "report {tmp}/nope --out {out}", "not a run folder"),
     Case("report-label-count", "report {run} --labels a b --out {out}", "--labels gives 2 names for 1 runs"),
@@ -98,6 +104,8 @@ CASES = [
     Case("train-without-boxes", "build train --out {out}", "--oi-boxes and --oi-images are required"),
     Case("train-missing-images", "build train --oi-boxes {world} --oi-images {tmp}/nope --out {out}",
          "--oi-images {tmp}/nope: folder not found"),
+    Case("train-num-proc", "build train --source synthetic --world {world} --num-proc 0 --out {out}",
+         "--num-proc must be at least 1, got 0"),
     Case("train-on-coco", "build train --source coco --oi-boxes {world} --oi-images {tmp} --out {out}",
          "--source coco: COCO is the evaluation benchmark's source"),
     Case("push-no-card", "push {txt} --repo me/x --dry-run", "no README.md dataset card"),

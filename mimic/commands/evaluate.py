@@ -6,9 +6,9 @@ import os
 from dataclasses import dataclass
 
 from mimic.cli import command, opt
-from mimic.errors import ConfigError
+from mimic.errors import ConfigError, MimicError
 
-__all__ = ["EvalOptions", "ReportOptions", "run_eval_command", "run_report_command"]
+__all__ = ["EvalOptions", "ReportOptions", "eval_argv", "run_eval_command", "run_report_command"]
 
 _DTYPES = ["auto", "float32", "bfloat16", "float16"]
 
@@ -17,13 +17,18 @@ _DTYPES = ["auto", "float32", "bfloat16", "float16"]
 class EvalOptions:
     # What to evaluate, where the run goes.
     data: str = opt(help="Benchmark: a Hub-layout folder (mimic build ...) or a Hub dataset id.", metavar="DIR_OR_ID")
-    model: str = opt(help="Model spec: hf:<model id or path>, openai:<served model name>, oracle, random or prior.",
+    model: str = opt(help="Model spec: hf:<model id or path>, vllm:<model id or path>, openai:<served model name>, "
+                     "oracle, random or prior.",
                      metavar="SPEC")
     out: str = opt(help="Run folder: run.json, predictions.jsonl (resumable) and results.json.", metavar="DIR")
     configs: list[str] = opt([], help="Configs to evaluate (default: every config of the data).")
     limit: int | None = opt(None, help="Evaluate only the first N rows of each config (they cover every control "
                             "cell evenly).")
     batch_size: int = opt(8, help="Samples per generate call; predictions.jsonl grows by one batch at a time.")
+    num_processes: int | None = opt(None, help="Data-parallel processes, each with its own model replica (one per "
+                                    "GPU on CUDA, gloo on CPU): launches `accelerate launch --multi_gpu "
+                                    "--num_processes N -m mimic.eval ...` with the other options. Under a launcher, "
+                                    "default: the launcher's count.")
     split: str = opt("test", help="Dataset split.")
     label: str | None = opt(None, help="The run's name in reports (default: from the model spec).")
     overwrite: bool = opt(False, help="Discard the run folder's earlier predictions instead of resuming.")
@@ -50,6 +55,16 @@ class EvalOptions:
                                   "(default 3).")
     concurrency: int | None = opt(None, help="openai: parallel requests per batch (default 4).")
     seed: int | None = opt(None, help="random: seed of the guesses (default 0).")
+    # vllm: (the offline engine).
+    tensor_parallel_size: int | None = opt(None, help="vllm: GPUs one model is split over (default 1).")
+    data_parallel_size: int | None = opt(None, help="vllm: model replicas vLLM runs (default 1).")
+    gpu_memory_utilization: float | None = opt(None, help="vllm: share of each GPU's memory vLLM may use "
+                                               "(default 0.9).")
+    max_model_len: int | None = opt(None, help="vllm: longest prompt + answer in tokens (default: the model's).")
+    max_num_seqs: int | None = opt(None, help="vllm: most sequences batched at once (default: vLLM's).")
+    limit_images: int | None = opt(None, help="vllm: images per prompt the engine reserves room for (default: the "
+                                   "largest sample of the data).")
+    enforce_eager: bool | None = opt(None, help="vllm: run without CUDA graphs (default: with them).")
     # Aggregation.
     bootstrap: int = opt(1000, help="Bootstrap resamples per confidence interval (0: none).")
     bootstrap_seed: int = opt(0, help="Seed of the bootstrap resamples.")
@@ -67,6 +82,9 @@ def _model_options(o: EvalOptions) -> dict:
         "attn_implementation": o.attn_implementation, "revision": o.revision, "min_pixels": o.min_pixels,
         "max_pixels": o.max_pixels, "max_patches": o.max_patches, "base_url": o.base_url, "api_key": api_key,
         "timeout_s": o.timeout, "max_retries": o.max_retries, "concurrency": o.concurrency, "seed": o.seed,
+        "tensor_parallel_size": o.tensor_parallel_size, "data_parallel_size": o.data_parallel_size,
+        "gpu_memory_utilization": o.gpu_memory_utilization, "max_model_len": o.max_model_len,
+        "max_num_seqs": o.max_num_seqs, "limit_images": o.limit_images, "enforce_eager": o.enforce_eager,
     }
 
 
@@ -91,12 +109,14 @@ def run_eval_command(o: EvalOptions) -> int:
 
       mimic eval --data demo-out/mimic-demo --model random --out runs/random
       mimic eval --data bench --model hf:llava-hf/llava-onevision-qwen2-0.5b-ov-hf --out runs/ov05
+      mimic eval --data bench --model hf:llava-hf/llava-onevision-qwen2-7b-ov-hf --out runs/ov7 --num-processes 8
+      mimic eval --data bench --model vllm:llava-hf/llava-onevision-qwen2-7b-ov-hf --out runs/ov7-vllm
       OPENAI_BASE_URL=http://localhost:8000/v1 mimic eval --data bench --model openai:Qwen/Qwen2-VL-7B-Instruct --out runs/q7
     """
     from mimic.eval.aggregate import AggregateSettings
     from mimic.eval.runner import RESULTS_FILE, EvalSettings, run_eval
 
-    for flag, value in (("--limit", o.limit), ("--batch-size", o.batch_size)):
+    for flag, value in (("--limit", o.limit), ("--batch-size", o.batch_size), ("--num-processes", o.num_processes)):
         if value is not None and value < 1:
             raise ConfigError(f"{flag} must be at least 1, got {value}")
     if o.bootstrap < 0:
@@ -107,9 +127,79 @@ def run_eval_command(o: EvalOptions) -> int:
         split=o.split, label=o.label, model_options=_model_options(o), overwrite=o.overwrite, progress=o.progress,
         aggregate=aggregate, cache_dir=o.cache_dir,
     )
-    results = run_eval(settings)
-    _print_summary(results)
-    print(f"\nwrote {os.path.join(o.out, RESULTS_FILE)}")
+    launched = int(os.environ.get("WORLD_SIZE", "1"))  # set by accelerate launch / torchrun in each process
+    if o.num_processes is not None and launched > 1 and o.num_processes != launched:
+        raise ConfigError(f"--num-processes {o.num_processes}, but the launcher started {launched} processes")
+    if o.num_processes is not None and o.num_processes > 1 and launched == 1:
+        return _launch(o, settings)
+    try:
+        results = run_eval(settings)
+    finally:
+        _end_process_group()
+    if int(os.environ.get("RANK", "0")) == 0:
+        _print_summary(results)
+        print(f"\nwrote {os.path.join(o.out, RESULTS_FILE)}")
+    return 0
+
+
+def _end_process_group() -> None:
+    import sys
+
+    if "torch.distributed" in sys.modules:
+        import torch.distributed as dist
+
+        if dist.is_available() and dist.is_initialized():
+            dist.destroy_process_group()
+
+
+def eval_argv(o: EvalOptions) -> list[str]:
+    """The `mimic eval` arguments that give `o` again, without --num-processes (what each launched process
+    gets)."""
+    import dataclasses
+
+    argv: list[str] = []
+    for f in dataclasses.fields(o):
+        value, flag = getattr(o, f.name), "--" + f.name.replace("_", "-")
+        if f.name == "num_processes" or value is None:
+            continue
+        if isinstance(value, bool):
+            argv.append(flag if value else "--no-" + flag[2:])
+        elif isinstance(value, list):
+            if value:
+                argv += [flag, *map(str, value)]
+        else:
+            argv += [flag, str(value)]
+    return argv
+
+
+def _launch(o: EvalOptions, settings) -> int:
+    """`mimic eval --num-processes N`: check everything here, then start N ranks with accelerate's launcher."""
+    import socket
+
+    from mimic.eval.runner import check_eval
+
+    n = o.num_processes
+    if (o.device or "auto").startswith(("auto", "cuda")):
+        import torch
+
+        if torch.cuda.is_available() and n > torch.cuda.device_count():
+            raise ConfigError(f"--num-processes {n}: one process per GPU, and this machine has "
+                              f"{torch.cuda.device_count()}")
+    check_eval(settings)  # bad input fails here, in one line, before N processes start
+    with socket.socket() as s:  # a free port for the ranks' rendezvous (29500 may be taken by another job)
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    # `accelerate launch` run here rather than in another interpreter: one torch import less before the ranks.
+    from accelerate.commands.launch import launch_command, launch_command_parser
+
+    args = launch_command_parser().parse_args(
+        ["--multi_gpu", "--num_processes", str(n), "--num_machines", "1", "--mixed_precision", "no",
+         "--dynamo_backend", "no", "--main_process_port", str(port), "-m", "mimic.eval", *eval_argv(o)])
+    try:
+        launch_command(args)
+    except Exception as err:  # torch.distributed.elastic's ChildFailedError: a rank exited with an error
+        raise MimicError(f"--num-processes {n}: the launched processes failed ({type(err).__name__}); their errors "
+                         "are above. Rerun the same command to resume.") from err
     return 0
 
 

@@ -39,6 +39,9 @@ class BuildTrainOptions:
     include_catch_all: bool = opt(False, help="listing: also ask about the broad or mixed hierarchy nodes "
                                   "(docs/tasks.md), left out by default.")
     max_shard_mb: int = opt(500, help="Largest parquet shard, in MB of embedded image bytes.")
+    num_proc: int = opt(1, help="Worker processes: with several --tasks, whole tasks (generation, verification, "
+                        "shards) are built in parallel; with one, its parquet shards are written in parallel. The "
+                        "files are byte-identical whatever the number.")
     repo_id: str = opt("mimic/train", help="Repo id the card's loading example uses.")
     progress: bool = opt(True, help="Show progress bars.")
 
@@ -59,8 +62,10 @@ def run_build_train(o: BuildTrainOptions) -> int:
     from mimic.builders.mimic_train import MimicTrain
     from mimic.builders.stats import format_table1
     from mimic.commands.generate import warn_skipped
-    from mimic.errors import ConfigError, InfeasibleError
+    from mimic.errors import ConfigError, InfeasibleError, MimicError
 
+    if o.num_proc < 1:
+        raise ConfigError(f"--num-proc must be at least 1, got {o.num_proc}")
     if o.source == "coco" and not o.allow_coco:
         raise ConfigError("--source coco: COCO is the evaluation benchmark's source, and training on it would leak "
                           "evaluation images; use Open Images, or --allow-coco for a COCO split you know is disjoint")
@@ -75,36 +80,68 @@ def run_build_train(o: BuildTrainOptions) -> int:
               ("--oi-classes", o.oi_classes, "file"), ("--oi-hierarchy", o.oi_hierarchy, "file"),
               ("--world", o.world, "path")]
     check_paths(*[(flag, value, kind) for flag, value, kind in checks if value is not None])
-    index = missing = None
-    tables = {}
-    failed = []
-    for task in o.tasks:
-        builder = MimicTrain(
+    def make_builder(task: str) -> MimicTrain:
+        return MimicTrain(
             config_name=task, source=o.source, annotations=annotations, oi_classes=o.oi_classes,
             oi_hierarchy=o.oi_hierarchy, images_dir=images, per_task=o.per_task, scale=o.scale,
             max_images=o.max_images, seed=o.seed, option_rate=o.option_rate, followup_rate=o.followup_rate,
             allow_coco=o.allow_coco, strict=o.strict, include_catch_all=o.include_catch_all,
         )
-        if index is not None:
-            builder._index, builder.missing_image_ids = index, missing
+
+    # The index once, before any task (and before worker processes fork, which then share it).
+    first = make_builder(o.tasks[0])
+    index, missing = first.load_index(), first.missing_image_ids
+    # Several tasks and processes: whole tasks (generation and shards) in parallel; one task: its shards.
+    task_procs = min(o.num_proc, len(o.tasks))
+    shard_procs = o.num_proc if task_procs == 1 else 1
+
+    def build(task: str) -> dict:
+        builder = make_builder(task)
+        builder._index, builder.missing_image_ids = index, missing
         try:
             record = materialize(builder, o.out, split="train", max_shard_bytes=o.max_shard_mb * 1024 * 1024,
-                                 progress=o.progress)
+                                 progress=o.progress and task_procs == 1, num_proc=shard_procs)
         except InfeasibleError as e:
             if o.strict:
                 raise
-            print(f"error: {e}", file=sys.stderr)  # this task cannot be built; the others still are
+            return {"task": task, "infeasible": str(e)}
+        llava = None
+        if "llava" in o.export:
+            llava = str(write_json(builder.llava_records(), Path(o.out) / "llava" / f"{task}.json"))
+        return {"task": task, "record": record, "grids": list(builder.grids.values()), "llava": llava}
+
+    if task_procs > 1:
+        import multiprocessing
+
+        from tqdm.auto import tqdm
+
+        ctx = multiprocessing.get_context("fork")  # the workers inherit the index and `build`
+        global _BUILD
+        _BUILD = build
+        with ctx.Pool(task_procs) as pool:
+            outcomes = list(tqdm(pool.imap(_build_in_worker, o.tasks), total=len(o.tasks), unit="task",
+                                 desc=f"building {len(o.tasks)} tasks in {task_procs} processes",
+                                 disable=not o.progress))
+        for outcome in outcomes:
+            if "error" in outcome:
+                raise MimicError(outcome["error"])
+    else:
+        outcomes = [build(task) for task in o.tasks]
+    tables = {}
+    failed = []
+    for outcome in outcomes:  # reported in task order, however the work was spread
+        task = outcome["task"]
+        if "infeasible" in outcome:
+            print(f"error: {outcome['infeasible']}", file=sys.stderr)  # this task cannot be built; the others are
             failed.append(task)
-            index, missing = builder.load_index(), builder.missing_image_ids
             continue
-        index, missing = builder.load_index(), builder.missing_image_ids
-        for grid in builder.grids.values():
+        for grid in outcome["grids"]:
             warn_skipped(grid)
+        record = outcome["record"]
         tables[task] = record["table1"]
         print(f"{task}: {record['num_rows']} rows in {record['num_shards']} shard(s)")
-        if "llava" in o.export:
-            path = write_json(builder.llava_records(), Path(o.out) / "llava" / f"{task}.json")
-            print(f"  LLaVA-NeXT format: {path} (image paths relative to {images})")
+        if outcome["llava"]:
+            print(f"  LLaVA-NeXT format: {outcome['llava']} (image paths relative to {images})")
     if not tables:
         raise InfeasibleError(f"no task of {', '.join(o.tasks)} can be built from {annotations}")
     if missing:
@@ -122,6 +159,18 @@ def run_build_train(o: BuildTrainOptions) -> int:
     print("\n" + format_table1(tables))
     print(f"\nwrote {o.out} (card: {card})")
     return 1 if failed else 0  # the tasks that could be built are in the folder
+
+
+_BUILD = None  # `mimic build train`'s task builder, set before its worker processes fork
+
+
+def _build_in_worker(task: str) -> dict:
+    from mimic.errors import MimicError
+
+    try:
+        return _BUILD(task)
+    except MimicError as err:  # sent back as text: subclasses with their own __init__ do not unpickle
+        return {"task": task, "error": str(err)}
 
 
 @dataclass

@@ -1,0 +1,203 @@
+"""Data-parallel `mimic eval`: 2 processes (gloo, through accelerate's launcher) give what 1 process gives,
+a run interrupted with one process count resumes with another, and a shard of another run is refused."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+from conftest import build_demo_folder
+
+import mimic.commands.evaluate  # noqa: F401  (registers `mimic eval`)
+from mimic.cli import main
+from mimic.commands.evaluate import EvalOptions, eval_argv
+from mimic.errors import ConfigError
+from mimic.eval.api import create_model
+from mimic.eval.models.hf import HFModel
+from mimic.eval.predictions import SHARD_SCHEMA, PredictionWriter, read_predictions, read_shard
+from mimic.eval.runner import EvalSettings, _identity, load_results, plan_batches, run_eval
+from mimic.tiny import save_tiny
+
+CONFIGS = ("counting_unbalanced", "common")
+LIMIT, BATCH, TOKENS = 6, 2, 4
+
+
+@pytest.fixture(scope="module")
+def bench(world, tmp_path_factory):
+    out = tmp_path_factory.mktemp("eval-parallel-bench") / "bench"
+    build_demo_folder(world, out, CONFIGS, num=LIMIT)
+    return out
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    return save_tiny(tmp_path_factory.mktemp("tiny") / "model", num_layers=2)
+
+
+@pytest.fixture(scope="module")
+def reference(bench, tiny, cache, tmp_path_factory):
+    """A one-process run of the tiny model: the records every other run must reproduce."""
+    out = tmp_path_factory.mktemp("ref") / "run"
+    results = run_eval(_settings(bench, tiny, cache, out))
+    return results, read_predictions(out / "predictions.jsonl")
+
+
+def _settings(bench, tiny, cache, out, **kw) -> EvalSettings:
+    return EvalSettings(data=str(bench), model=f"hf:{tiny}", out=str(out), limit=LIMIT, batch_size=BATCH,
+                        progress=False, model_options={"max_new_tokens": TOKENS}, cache_dir=cache, **kw)
+
+
+def _cli(bench, tiny, cache, out, processes: int) -> list[str]:
+    return [sys.executable, "-m", "mimic.eval", "--data", str(bench), "--model", f"hf:{tiny}", "--out",
+            str(out), "--limit", str(LIMIT), "--batch-size", str(BATCH), "--max-new-tokens", str(TOKENS),
+            "--no-progress", "--bootstrap", "1000", "--cache-dir", cache, "--num-processes", str(processes)]
+
+
+def _stable(records):
+    return [{k: v for k, v in r.items() if k not in ("latency_s", "batch_latency_s")} for r in records]
+
+
+def _same_results(a: dict, b: dict) -> None:
+    """Every score (configs with their breakdowns, Table 4, aggregation settings); not the run's timestamps."""
+    assert {k: v for k, v in a.items() if k != "run"} == {k: v for k, v in b.items() if k != "run"}
+    assert a["configs"] and a["table4"]
+
+
+class Crash(RuntimeError):
+    pass
+
+
+class CrashingHF(HFModel):
+    def __init__(self, target, options, crash_on: int):
+        super().__init__(target, options)
+        self.calls, self.crash_on = 0, crash_on
+
+    def generate(self, requests):
+        self.calls += 1
+        if self.calls == self.crash_on:
+            raise Crash("simulated crash")
+        return super().generate(requests)
+
+
+def test_batches_are_grouped_by_image_count_and_cover_the_selection():
+    rows = [{"num_images": n} for n in (2, 5, 3, 5, 2, 3, 4)]
+    batches = plan_batches(rows, list(range(7)), 3)
+    assert batches == [[1, 3, 6], [2, 5, 0], [4]]
+    assert plan_batches(rows, [0, 4, 6], 2) == [[6, 0], [4]]
+
+
+def test_two_processes_give_the_one_process_result(bench, tiny, cache, reference, tmp_path):
+    out = tmp_path / "run"
+    proc = subprocess.run(_cli(bench, tiny, cache, out, 2), capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.count("Table 4") == 1  # rank 0 alone reports
+    results = json.loads((out / "results.json").read_text())
+    ref_results, ref_records = reference
+    assert _stable(read_predictions(out / "predictions.jsonl")) == _stable(ref_records)
+    _same_results(results, ref_results)
+    assert not (out / "shards").exists()  # merged and removed
+
+
+def test_killed_two_process_run_resumes_with_one_and_a_crashed_one_with_two(bench, tiny, cache, reference,
+                                                                             tmp_path):
+    ref_results, ref_records = reference
+    # A two-process run killed (SIGKILL, the launcher and both ranks) as soon as answers reach the shards.
+    out = tmp_path / "killed"
+    proc = subprocess.Popen(_cli(bench, tiny, cache, out, 2), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            start_new_session=True)
+    deadline = time.monotonic() + 300
+    try:
+        while time.monotonic() < deadline and proc.poll() is None:
+            shards = sorted((out / "shards").glob("rank-*.jsonl")) if (out / "shards").exists() else []
+            if sum(len(read_shard(p)[1]) for p in shards) >= 1:
+                break
+            time.sleep(0.01)
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    assert proc.returncode == -signal.SIGKILL, "the run ended before it could be interrupted"
+    assert not (out / "results.json").exists()
+    done = {r["id"] for p in (out / "shards").glob("rank-*.jsonl") for r in read_shard(p)[1]}
+    assert 1 <= len(done) < len(ref_records)
+    headers = [read_shard(p)[0] for p in (out / "shards").glob("rank-*.jsonl")]
+    assert all(h["schema"] == SHARD_SCHEMA and h["identity"]["model"] == f"hf:{tiny}" for h in headers if h)
+
+    partial = load_results(out)  # `mimic report` on the interrupted run reads the shards
+    assert sum(c["n"] for c in partial["configs"].values()) == len(done)
+
+    results = run_eval(_settings(bench, tiny, cache, out))  # one process now
+    assert _stable(read_predictions(out / "predictions.jsonl")) == _stable(ref_records)
+    _same_results(results, ref_results)
+    assert not (out / "shards").exists()
+
+    # A one-process run that crashes after its first batch, resumed by two processes.
+    out = tmp_path / "crashed"
+    crashing = CrashingHF(str(tiny), HFModel.Options(max_new_tokens=TOKENS), crash_on=2)
+    with pytest.raises(Crash):
+        run_eval(_settings(bench, tiny, cache, out), model=crashing)
+    assert len(read_predictions(out / "predictions.jsonl")) == BATCH
+    proc2 = subprocess.run(_cli(bench, tiny, cache, out, 2), capture_output=True, text=True, timeout=600)
+    assert proc2.returncode == 0, proc2.stderr[-3000:]
+    assert _stable(read_predictions(out / "predictions.jsonl")) == _stable(ref_records)
+    _same_results(json.loads((out / "results.json").read_text()), ref_results)
+
+
+def test_merge_refuses_a_shard_of_another_model_or_dataset(bench, world, cache, tmp_path, capsys):
+    out = tmp_path / "run"
+    base = dict(data=str(bench), out=str(out), configs=["common"], limit=4, batch_size=2, progress=False,
+                cache_dir=cache)
+    run_eval(EvalSettings(model="random", **base))
+    ours = _identity(EvalSettings(model="random", **base), create_model("random"))
+    other_model = _identity(EvalSettings(model="prior", **base), create_model("prior"))
+    other_data = {**ours, "data": str(tmp_path / "other-bench")}
+    shard = out / "shards" / "rank-00001.jsonl"
+    for identity, differs in ((other_model, "adapter, model"), (other_data, "data")):
+        shard.unlink(missing_ok=True)
+        with PredictionWriter(shard, header={"schema": SHARD_SCHEMA, "rank": 1, "identity": identity}) as w:
+            w.write_batch([{"id": "x", "config": "common"}])
+        before = (out / "predictions.jsonl").read_bytes()
+        with pytest.raises(ConfigError, match=rf"rank-00001.jsonl: a shard of another run \(differs in: {differs};"):
+            run_eval(EvalSettings(model="random", **base))
+        assert (out / "predictions.jsonl").read_bytes() == before and shard.exists()  # nothing merged
+        # The CLI says it in one line, exit code 2, and `--num-processes` says it before launching anything.
+        for extra in ([], ["--num-processes", "2"]):
+            code = main(["eval", "--data", str(bench), "--model", "random", "--out", str(out), "--configs", "common",
+                         "--limit", "4", "--batch-size", "2", "--no-progress", "--cache-dir", cache, *extra])
+            err = capsys.readouterr().err.strip()
+            assert code == 2 and len(err.splitlines()) == 1 and "a shard of another run" in err
+    # A shard of the same run (say, a rank of an interrupted run) is merged.
+    shard.unlink()
+    with PredictionWriter(shard, header={"schema": SHARD_SCHEMA, "rank": 1, "identity": ours}):
+        pass
+    assert read_shard(shard)[0]["rank"] == 1
+    run_eval(EvalSettings(model="random", **base))
+    assert not shard.exists()
+
+
+def test_eval_argv_gives_the_same_options_back():
+    from mimic.cli import build_parser
+
+    o = EvalOptions(data="d", model="hf:m", out="o", configs=["a", "b"], limit=3, progress=False, num_processes=4,
+                    max_new_tokens=5, bootstrap=10)
+    ns = build_parser().parse_args(["eval", *eval_argv(o)])
+    again = EvalOptions(**{k: v for k, v in vars(ns).items() if k != "command"})
+    assert again == EvalOptions(**{**vars(o), "num_processes": None})
+
+
+def test_a_failing_rank_ends_the_launch_in_one_line_of_ours(bench, cache, tmp_path):
+    # The checkpoint is only read by the ranks (the launching process checks data, options and the run folder).
+    cmd = [sys.executable, "-m", "mimic.eval", "--data", str(bench), "--model", f"hf:{tmp_path / 'no-model'}",
+           "--out", str(tmp_path / "run"), "--limit", "1", "--no-progress", "--cache-dir", cache,
+           "--num-processes", "2"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    lines = [x for x in proc.stderr.splitlines() if x.startswith("mimic eval: error:")]
+    assert proc.returncode == 2
+    # Each rank's own line (the launcher may stop the second rank before it gets to say it), then ours.
+    assert 1 <= len(lines) - 1 <= 2 and all("cannot read the checkpoint's config" in x for x in lines[:-1])
+    assert "--num-processes 2: the launched processes failed" in lines[2] and proc.stderr.strip().endswith(lines[2])
+    assert not (tmp_path / "run" / "results.json").exists()
