@@ -23,7 +23,13 @@ import sys
 from pathlib import Path
 
 from mimic.train_trl.config import DEFAULT_MODEL, MimicTrainArguments, lora_target_regex
-from mimic.train_trl.masking import MASK_FILE, ImageMaskSpec, enable_image_masking, flex_trains_on, parse_layers
+from mimic.train_trl.masking import (
+    MASK_FILE,
+    ImageMaskSpec,
+    enable_image_masking,
+    flex_trains_on,
+    parse_layers,
+)
 
 __all__ = ["build_model", "build_peft_config", "main", "resolve_mask_backend", "TRAINING_FILE"]
 
