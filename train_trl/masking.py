@@ -33,6 +33,10 @@ mask during prefill. `tests/test_train_masking.py` checks cached generation agai
 Memory: `image_ids` is O(B*L). With flex the mask is a `BlockMask` (O(B*(L/128)^2) block indices), built by
 compiled `create_block_mask` without materialising L x L. sdpa and eager need a dense (B, 1, L, L) mask,
 like the stock masks they replace.
+
+flex on CPU: no backward (training raises `ConfigError`; train.py switches to sdpa up front); its compile
+settings are scoped to each flex call (`flex_compile_settings`); decoding steps run with sdpa. A 4D
+`attention_mask` from the caller raises `ConfigError`. All of it, and why: docs/masking.md.
 """
 
 from __future__ import annotations

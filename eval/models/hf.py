@@ -15,6 +15,11 @@ checkpoints ship them:
 Other image-text-to-text checkpoints load too (AutoModelForImageTextToText + AutoProcessor), with a
 warning that their prompt format was not checked.
 
+A folder written by `train_trl/train.py` (LoRA adapter or full model, `image_masking.json`) loads through
+`mimic.train_trl.load_trained`: the adapter merged onto its base, the per-image mask re-enabled on the same
+layers. `mask_backend` (`mimic eval --mask-backend`) picks the kernel that applies it; with flex_attention,
+prompts are padded to a multiple of 128 tokens so that few shapes are compiled (docs/masking.md).
+
 Every sample is one user turn holding its images (in order) and then the question, rendered by the
 checkpoint's chat template with the generation prompt. Batches are left-padded so that generation
 continues every row from its last real token. Decoding is greedy (no sampling, one beam) for at most
