@@ -328,3 +328,34 @@ def test_enable_rejects_bad_layers_and_double_enabling():
         enable_image_masking(model, [0])
     handle.remove()
     enable_image_masking(model, [0]).remove()
+
+
+def test_flex_compile_settings_are_scoped_and_too_many_shapes_warn(monkeypatch, caplog):
+    import logging
+
+    from mimic.train_trl import masking
+
+    config = torch._dynamo.config
+    before = (config.automatic_dynamic_shapes, config.recompile_limit)
+    with masking.flex_compile_settings("cpu"):
+        assert config.automatic_dynamic_shapes is False
+        assert config.recompile_limit >= masking.FLEX_RECOMPILE_LIMIT
+    with masking.flex_compile_settings("cuda"):
+        assert config.automatic_dynamic_shapes == before[0]  # GPUs keep dynamic shapes
+        assert config.recompile_limit >= masking.FLEX_RECOMPILE_LIMIT
+    assert (config.automatic_dynamic_shapes, config.recompile_limit) == before
+
+    monkeypatch.setattr(masking, "FLEX_RECOMPILE_LIMIT", 6)
+    monkeypatch.setattr(masking, "_flex_shapes", set())
+    monkeypatch.setattr(masking, "_flex_warned", [False])
+    caplog.set_level(logging.WARNING, logger="mimic.train_trl.masking")
+    for length in (128, 256, 384):
+        masking._note_flex_shape("cpu", (1, length, length))
+        masking._note_flex_shape("cpu", (1, length, length))  # the same shape again is no new compile
+    assert not caplog.records
+    masking._note_flex_shape("cuda", (1, 512, 512))  # dynamic shapes on GPU: not counted
+    assert not caplog.records
+    for length in (512, 640):
+        masking._note_flex_shape("cpu", (1, length, length))
+    assert len(caplog.records) == 1 and "Pad batches to a multiple of 128" in caplog.records[0].getMessage()
+    assert "\n" not in caplog.records[0].getMessage()
