@@ -8,7 +8,8 @@ The model has the exact shapes of llava-hf/llava-onevision-qwen2-0.5b-ov-hf (894
 built in code: `mimic.tiny.real_shape_llava_onevision`), in bfloat16 (the training recipe's dtype), with the
 per-image mask in layers 12-23. One sample of N images (730 tokens each, a question and a short answer;
 4 images: 3,0xx tokens). Every measurement runs in a fresh process, so its peak resident memory (ru_maxrss) is
-its own; `model_rss_gb` is the process after building the model, before the measured call.
+its own; `model_rss_gb` is the process after building the model, before the measured call. `seconds` is
+wall time, `cpu_seconds` the process's CPU time (steadier when other processes share the cores).
 
 Rows (`what`):
 - forward: no gradient, the model's loss on the batch. `full` = `model(**batch).loss`, which projects every
@@ -46,6 +47,12 @@ PLAN = [  # (backend, images, what, how)
     ("sdpa", 10, "forward", "labels"), ("flex_attention", 10, "forward", "labels"),
     ("sdpa", 10, "train", "labels"),
 ]
+
+
+def _cpu_s() -> float:
+    # CPU seconds of this process: less sensitive than wall time to other processes sharing the cores
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
 
 
 def _rss_gb() -> float:
@@ -100,10 +107,10 @@ def measure(backend: str, images: int, what: str, how: str) -> dict:
             result["first_call_s"] = time.perf_counter() - t
         gc.collect()
         result["model_rss_gb"] = _rss_gb()
-        t = time.perf_counter()
+        t, c = time.perf_counter(), _cpu_s()
         with torch.no_grad():
             loss = _loss(model, batch, how)
-        result["seconds"] = time.perf_counter() - t
+        result["seconds"], result["cpu_seconds"] = time.perf_counter() - t, _cpu_s() - c
     else:
         from peft import LoraConfig, get_peft_model
 
@@ -122,12 +129,12 @@ def measure(backend: str, images: int, what: str, how: str) -> dict:
         optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=2.5e-5)
         gc.collect()
         result["model_rss_gb"] = _rss_gb()
-        t = time.perf_counter()
+        t, c = time.perf_counter(), _cpu_s()
         loss = _loss(model, batch, how)
         loss.backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
-        result["seconds"] = time.perf_counter() - t
+        result["seconds"], result["cpu_seconds"] = time.perf_counter() - t, _cpu_s() - c
     result["loss"] = float(loss)
     result["peak_rss_gb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / 1e9
     return result
@@ -154,7 +161,7 @@ def main() -> None:
         row = json.loads(done.stdout.strip().splitlines()[-1])
         rows.append(row)
         print(f"{backend:<15} {images:>2} images ({row['tokens']} tokens)  {what:<7} {how:<6}  "
-              f"{row['seconds']:7.1f} s  peak RSS {row['peak_rss_gb']:5.2f} GB (model {row['model_rss_gb']:.2f} GB)"
+              f"{row['seconds']:7.1f} s ({row.get('cpu_seconds', float('nan')):.0f} CPU s)  peak RSS {row['peak_rss_gb']:5.2f} GB (model {row['model_rss_gb']:.2f} GB)"
               + (f"  first call {row['first_call_s']:.1f} s" if "first_call_s" in row else ""), flush=True)
         OUT.parent.mkdir(parents=True, exist_ok=True)
         OUT.write_text(json.dumps({"torch": torch.__version__, "rows": rows}, indent=2) + "\n")
