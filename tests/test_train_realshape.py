@@ -23,7 +23,7 @@ from mimic.train_trl.loss import causal_lm_loss
 from mimic.train_trl.masking import ImageMaskSpec, dense_image_mask, enable_image_masking
 
 # Peak resident memory of the whole test process (ru_maxrss: the lifetime maximum, so it also bounds what ran
-# before). Measured 4.7 GB (bfloat16, 2 images, 345 s on 2 shared cores); the bound leaves room for allocator
+# before). Measured 4.7-4.9 GB (bfloat16, 2 images, 345-521 s on 2 shared cores); the bound leaves room for allocator
 # noise and stays well under the 8 GB budget.
 PEAK_RSS_BOUND_GB = 6.0
 TOKENS_PER_IMAGE = 730  # 27 x 27 SigLIP grid + 1 image_newline, for each image of a multi-image sample
