@@ -124,9 +124,9 @@ bench: setup
 	$(PY) benchmarks/bench_build_train.py
 	$(PY) benchmarks/bench_eval_parallel.py
 
-# On a machine with a GPU: hf: samples and vision tokens per second at batch sizes 1/4/8.
+# On a machine with a GPU: hf: samples and vision tokens per second at batch sizes 1/4/8 (DATA=..., MODEL=...).
 bench-gpu: setup
-	$(PY) benchmarks/bench_eval_gpu.py
+	$(PY) benchmarks/bench_eval_gpu.py --data $(DATA) $(if $(MODEL),--model $(MODEL))
 
 # The real 0.5B size, 4 and 10 images (about 40 min on 2 cores, up to 10 GB): docs/masking.md, Measurements.
 bench-realshape: setup
