@@ -6,7 +6,7 @@ PIP := $(PY) -m pip
 # The CPU build that lies on the development and CI machines; a user with CUDA installs their own torch first.
 TORCH_SPEC ?= torch==2.13.0
 
-.PHONY: setup test lint demo bench eval train-masked train-full tiny-assets clean
+.PHONY: setup test lint demo bench bench-realshape eval train-masked train-full tiny-assets clean
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -97,6 +97,10 @@ bench: setup
 	$(PY) benchmarks/bench_openimages_index.py
 	$(PY) benchmarks/bench_eval.py
 	$(PY) benchmarks/bench_mask.py
+
+# The real 0.5B size, 4 and 10 images (about 40 min on 2 cores, up to 10 GB): docs/masking.md, Measurements.
+bench-realshape: setup
+	$(PY) benchmarks/bench_mask_realshape.py
 
 clean:
 	rm -rf $(VENV) $(DEMO_DIR) $(EVAL_DIR) .pytest_cache

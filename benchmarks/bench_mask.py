@@ -30,7 +30,12 @@ from pathlib import Path
 
 import torch
 
-from mimic.train_trl.masking import dense_image_mask, image_mask_functions, register_image_attention
+from mimic.train_trl.masking import (
+    dense_image_mask,
+    flex_compile_settings,
+    image_mask_functions,
+    register_image_attention,
+)
 
 
 def layout(batch: int, images: int, tokens_per_image: int, before: int = 3, after=(14, 20, 9, 30)):
@@ -117,6 +122,13 @@ def timed(fn, reps):
 
 
 def main() -> None:
+    # The library's flex settings (static shapes on CPU, a higher recompile limit; docs/masking.md), for the
+    # direct torch.compile calls of this script too; the model path applies them by itself.
+    with flex_compile_settings("cpu"):
+        run()
+
+
+def run() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--batch", type=int, default=4)
     ap.add_argument("--images", type=int, default=10)
@@ -128,9 +140,6 @@ def main() -> None:
     from torch.nn.attention.flex_attention import create_block_mask, flex_attention
     from transformers import Qwen2Config
 
-    # CPU: two different BlockMasks compiled in one process need static shapes (see API-NOTES 1.4).
-    torch._dynamo.config.automatic_dynamic_shapes = False
-    torch._dynamo.config.cache_size_limit = 64
     register_image_attention()
     image_ids, attention_mask = layout(args.batch, args.images, args.tokens_per_image)
     B, L = image_ids.shape

@@ -14,6 +14,9 @@ Everything here is built in code: no download, no network, no torchvision. Publi
   initialised `LlavaOnevisionForConditionalGeneration` (about 0.3M parameters) and its processor.
 - `save_tiny(directory)`: write model + processor so `from_pretrained(directory)` / `load_processor`
   load them back.
+- `real_shape_config(tokenizer)`, `real_shape_processor()`, `real_shape_llava_onevision(seed, dtype)`: the
+  exact shapes of `llava-hf/llava-onevision-qwen2-0.5b-ov-hf` (Qwen2-0.5B + SigLIP-so400m at 384 px, 894M
+  parameters) with random weights and the byte-level tokenizer, for real-size tests and benchmarks offline.
 
 Token counts of the tiny model (they follow the real model's rules, scaled down): SigLIP sees 16x16
 pixels in 8x8 patches, so an image of a multi-image sample becomes (16/8)^2 + 1 = 5 `<image>` tokens
@@ -32,6 +35,9 @@ __all__ = [
     "PilLlavaOnevisionProcessor",
     "byte_level_tokenizer",
     "load_processor",
+    "real_shape_config",
+    "real_shape_llava_onevision",
+    "real_shape_processor",
     "save_tiny",
     "tiny_config",
     "tiny_llava_onevision",
@@ -234,3 +240,86 @@ def load_processor(model_id_or_path: str | Path, **kwargs):
         if fallback_reason is not None:
             raise err from fallback_reason
         raise
+
+
+# llava-hf/llava-onevision-qwen2-0.5b-ov-hf: SigLIP-so400m at 384 px in 14 px patches (27 x 27 = 729 grid tokens
+# per crop), anyres grid pinpoints from 1x1 to 6x6 crops of 384 px. The checkpoint keeps 26 of SigLIP's 27
+# encoder layers (LLaVA reads the penultimate layer's features): 894M parameters in all, as the real one.
+REAL_VISION_LAYERS = 26
+REAL_IMAGE_SIZE = 384
+REAL_PATCH_SIZE = 14
+REAL_GRID_PINPOINTS = [[REAL_IMAGE_SIZE * i, REAL_IMAGE_SIZE * j] for i in range(1, 7) for j in range(1, 7)]
+REAL_VOCAB_SIZE = 152000  # the checkpoint's text vocabulary (Qwen2's 151,646 tokens + added ones, padded)
+
+
+def real_shape_processor():
+    """The processor of the real 0.5B checkpoint, built in code: PIL image processor at 384 px with its grid
+    pinpoints and SigLIP normalisation, 729 tokens per crop, and the byte-level tokenizer (the real BPE
+    vocabulary is not needed for shapes: ids stay below the model's vocabulary size)."""
+    from transformers.models.llava_onevision.image_processing_pil_llava_onevision import (
+        LlavaOnevisionImageProcessorPil,
+    )
+
+    image_processor = LlavaOnevisionImageProcessorPil(
+        size={"height": REAL_IMAGE_SIZE, "width": REAL_IMAGE_SIZE}, image_grid_pinpoints=REAL_GRID_PINPOINTS,
+        image_mean=[0.5, 0.5, 0.5], image_std=[0.5, 0.5, 0.5],
+    )
+    return PilLlavaOnevisionProcessor(
+        image_processor=image_processor,
+        tokenizer=byte_level_tokenizer(),
+        num_image_tokens=(REAL_IMAGE_SIZE // REAL_PATCH_SIZE) ** 2,
+        vision_feature_select_strategy="full",
+        chat_template=CHAT_TEMPLATE,
+    )
+
+
+def real_shape_config(tokenizer):
+    """`LlavaOnevisionConfig` with the shapes of llava-onevision-qwen2-0.5b-ov-hf: Qwen2 (hidden 896, 24 layers,
+    14 query / 2 KV heads, MLP 4864, vocabulary 152,000, tied embeddings) and SigLIP-so400m (hidden 1152, 26
+    of its 27 layers as the checkpoint keeps them, 16 heads, MLP 4304, 384 px, patch 14). Special token ids come
+    from `tokenizer`."""
+    from transformers import LlavaOnevisionConfig
+
+    return LlavaOnevisionConfig(
+        text_config=dict(
+            model_type="qwen2", vocab_size=REAL_VOCAB_SIZE, hidden_size=896, intermediate_size=4864,
+            num_hidden_layers=24, num_attention_heads=14, num_key_value_heads=2, max_position_embeddings=32768,
+            rope_theta=1000000.0, rms_norm_eps=1e-6, tie_word_embeddings=True,
+            pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.convert_tokens_to_ids("<|im_end|>"),
+            bos_token_id=None,
+        ),
+        vision_config=dict(
+            model_type="siglip_vision_model", image_size=REAL_IMAGE_SIZE, patch_size=REAL_PATCH_SIZE,
+            hidden_size=1152, intermediate_size=4304, num_hidden_layers=REAL_VISION_LAYERS, num_attention_heads=16,
+            vision_use_head=False,
+        ),
+        image_token_index=tokenizer.convert_tokens_to_ids("<image>"),
+        video_token_index=tokenizer.convert_tokens_to_ids("<video>"),
+        image_grid_pinpoints=REAL_GRID_PINPOINTS,
+        vision_feature_select_strategy="full",
+        vision_feature_layer=-1,
+        vision_aspect_ratio="anyres_max_9",
+        tie_word_embeddings=True,
+    )
+
+
+def real_shape_llava_onevision(seed: int = 0, dtype=None, attn_implementation: str | dict | None = "sdpa"):
+    """A randomly initialised LLaVA-OneVision of the real 0.5B shape (894M parameters) and its processor.
+
+    `dtype` (default bfloat16, the training recipe's) is the dtype the weights are created in: 1.8 GB in
+    bfloat16, 3.6 GB in float32. Nothing is downloaded.
+    """
+    import torch
+    from transformers import LlavaOnevisionForConditionalGeneration
+
+    processor = real_shape_processor()
+    config = real_shape_config(processor.tokenizer)
+    if attn_implementation is not None:
+        config._attn_implementation = attn_implementation
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = LlavaOnevisionForConditionalGeneration._from_config(config, dtype=dtype or torch.bfloat16)
+    model.generation_config.eos_token_id = config.text_config.eos_token_id
+    model.generation_config.pad_token_id = config.text_config.pad_token_id
+    model.eval()
+    return model, processor

@@ -176,3 +176,33 @@ def test_tiny_qwen2_vl_through_the_same_adapter(bench, cache, tmp_path):
     assert small["run"]["adapter"]["options"]["max_pixels"] == 56 * 56
     for r in read_predictions(tmp_path / "small" / "predictions.jsonl"):
         assert r["info"]["image_tokens"] == 4 * r["controls"]["num_images"]
+
+
+def test_a_flex_masked_folder_evaluates_on_cpu_and_mask_backend_switches_the_kernel(bench, cache, tmp_path, capsys):
+    """A folder saved with a flex mask (as train.py writes it on a GPU) evaluated on this CPU through the CLI:
+    several prompt shapes (batches of 2 and 1) each compile flex once, under the library's scoped settings."""
+    import mimic.commands.evaluate  # noqa: F401  (registers `mimic eval`)
+    from mimic.cli import main as cli
+    from mimic.train_trl.masking import MASK_FILE, ImageMaskSpec
+
+    model_dir = save_tiny(tmp_path / "model", seed=0, num_layers=2)
+    (model_dir / MASK_FILE).write_text(json.dumps(ImageMaskSpec(layers=(1,), backend="flex_attention").to_dict()))
+    common = ["eval", "--data", str(bench), "--model", f"hf:{model_dir}", "--configs", *CONFIGS, "--limit", "3",
+              "--batch-size", "2", "--max-new-tokens", "3", "--no-progress", "--cache-dir", cache, "--bootstrap", "0"]
+    outputs = {}
+    for backend in (None, "sdpa"):
+        run = tmp_path / f"run-{backend}"
+        assert cli([*common, "--out", str(run), *(["--mask-backend", backend] if backend else [])]) == 0
+        results = json.loads((run / "results.json").read_text())
+        assert results["run"]["adapter"]["image_masking"] == {"layers": [1], "backend": backend or "flex_attention"}
+        outputs[backend] = [r["output"] for r in read_predictions(run / "predictions.jsonl")]
+    assert len(outputs[None]) == 6 and outputs[None] == outputs["sdpa"], "same mask, same greedy answers"
+
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as bad:  # argparse's own choice check
+        cli([*common, "--out", str(tmp_path / "bad"), "--mask-backend", "flash_attention_2"])
+    assert bad.value.code == 2 and "--mask-backend" in capsys.readouterr().err
+    plain = save_tiny(tmp_path / "plain", seed=0, num_layers=2)
+    common[common.index(f"hf:{model_dir}")] = f"hf:{plain}"
+    assert cli([*common, "--out", str(tmp_path / "plain-run"), "--mask-backend", "sdpa"]) == 2
+    assert "not trained with per-image masks" in capsys.readouterr().err

@@ -79,3 +79,36 @@ def test_save_tiny_loads_back_with_from_pretrained_and_load_processor(tmp_path):
 def test_load_processor_raises_for_a_missing_folder(tmp_path):
     with pytest.raises(FileNotFoundError, match="no checkpoint folder"):
         load_processor(tmp_path / "nothing-here")
+
+
+def test_real_shape_config_has_the_checkpoints_shapes_and_token_counts():
+    """The real 0.5B configuration, counted on the meta device (no weights): 894M parameters, 730 tokens per
+    image of a multi-image sample, anyres for a single image."""
+    from PIL import Image
+    from transformers import LlavaOnevisionForConditionalGeneration
+
+    from mimic.tiny import real_shape_config, real_shape_processor
+    from mimic.train_trl.masking import image_token_counts
+
+    proc = real_shape_processor()
+    config = real_shape_config(proc.tokenizer)
+    text, vision = config.text_config, config.vision_config
+    assert (text.hidden_size, text.num_hidden_layers, text.num_attention_heads, text.num_key_value_heads,
+            text.intermediate_size, text.vocab_size) == (896, 24, 14, 2, 4864, 152000)
+    assert (vision.hidden_size, vision.num_hidden_layers, vision.num_attention_heads, vision.intermediate_size,
+            vision.image_size, vision.patch_size) == (1152, 26, 16, 4304, 384, 14)
+    with torch.device("meta"):
+        model = LlavaOnevisionForConditionalGeneration(config)
+    assert round(sum(p.numel() for p in model.parameters()) / 1e6) == 894
+
+    images = [Image.new("RGB", (500, 375)), Image.new("RGB", (360, 480))]
+    for pics in (images, images[:1]):
+        messages = [{"role": "user", "content": [{"type": "image"}] * len(pics) + [{"type": "text", "text": "Hi"}]}]
+        text_in = proc.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+        enc = proc(text=[text_in], images=[pics], return_tensors="pt")
+        counts = image_token_counts(config, enc["image_sizes"], enc["batch_num_images"].tolist())
+        assert int((enc["input_ids"] == config.image_token_id).sum()) == sum(counts[0])
+        if len(pics) == 2:
+            assert counts == [[730, 730]]
+        else:
+            assert counts[0][0] > 730  # anyres: base crop + grid

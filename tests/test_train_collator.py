@@ -76,7 +76,12 @@ def test_without_assistant_only_loss_only_images_and_padding_are_ignored(proc):
 
 
 def test_dense_mask_option_and_no_image_ids(proc):
-    collate = MultiImageCollator(proc, emit_image_ids=False, dense_image_mask=True)
+    from mimic.errors import ConfigError
+    from mimic.train_trl.masking import ImageMaskSpec
+
+    with pytest.raises(ConfigError, match="mask_spec"):
+        MultiImageCollator(proc, dense_image_mask=True)
+    collate = MultiImageCollator(proc, emit_image_ids=False, dense_image_mask=True, mask_spec=ImageMaskSpec((1,)))
     batch = collate([_row(2, "Hi?", "2")])
     assert "image_ids" not in batch
     m = batch["image_attention_mask"]
@@ -84,6 +89,9 @@ def test_dense_mask_option_and_no_image_ids(proc):
     # second image's first token (position 11) sees only itself; the question after the images sees everything
     assert m[0, 0, 11].nonzero().flatten().tolist() == [11]
     assert m[0, 0, 16].nonzero().flatten().tolist() == list(range(17))
+    # the spec's within_image reaches the dense mask: bidirectional lets the first token see its whole image
+    bi = MultiImageCollator(proc, dense_image_mask=True, mask_spec=ImageMaskSpec((1,), within_image="bidirectional"))
+    assert bi([_row(2, "Hi?", "2")])["image_attention_mask"][0, 0, 11].nonzero().flatten().tolist() == list(range(11, 16))
 
 
 def test_unexpected_row_keys_raise(proc):

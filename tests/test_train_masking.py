@@ -190,12 +190,12 @@ def test_dense_reference_mask_by_hand():
     assert bi[1, 2] == 1 and bi[3, 4] == 1 and bi[3, 1] == 0
 
 
-def test_flex_attention_matches_sdpa_with_a_block_mask(batch, monkeypatch):
+def test_flex_attention_matches_sdpa_with_a_block_mask(batch):
     from torch.nn.attention.flex_attention import BlockMask
 
-    # CPU gotcha (API-NOTES 1.4): two different BlockMasks in one forward trigger a dynamic-shape recompile
-    # whose CPU flex template fails to build; static shapes avoid it.
-    monkeypatch.setattr(torch._dynamo.config, "automatic_dynamic_shapes", False)
+    # No global compile settings here: the library scopes its own to each flex call (docs/masking.md).
+    dynamic_before = torch._dynamo.config.automatic_dynamic_shapes
+    limit_before = torch._dynamo.config.recompile_limit
     ref, _, _ = _fresh([1, 3], backend="sdpa")
     model, _, handle = _fresh([1, 3], backend="flex_attention")
     assert model.config.text_config._attn_implementation == "mimic_image_flex"
@@ -207,9 +207,64 @@ def test_flex_attention_matches_sdpa_with_a_block_mask(batch, monkeypatch):
     with torch.no_grad():
         out = model(**batch)
         expected = ref(**batch)
+        # a second, shorter sequence length: with torch's automatic dynamic shapes this recompile is the one
+        # whose CPU flex kernel fails to build (CppCompileError); the library's scoped settings avoid it
+        short = {k: v for k, v in batch.items() if k not in ("image_ids",)}
+        short = {**short, "input_ids": batch["input_ids"][:2, :30], "attention_mask": batch["attention_mask"][:2, :30],
+                 "labels": batch["labels"][:2, :30], "pixel_values": batch["pixel_values"][:5],
+                 "image_sizes": batch["image_sizes"][:5], "batch_num_images": batch["batch_num_images"][:2]}
+        assert torch.allclose(model(**short).logits, ref(**short).logits, atol=1e-5)
     hook.remove()
-    assert seen == [BlockMask]
+    assert seen[0] is BlockMask
     assert torch.allclose(out.logits, expected.logits, atol=1e-5)
+    assert torch._dynamo.config.automatic_dynamic_shapes == dynamic_before
+    assert torch._dynamo.config.recompile_limit == limit_before
+
+
+def test_flex_cached_generation_matches_sdpa_over_several_prompt_lengths(tiny):
+    _, proc = tiny
+    flex, _, _ = _fresh([2, 3], backend="flex_attention", seed=1)
+    sdpa, _, _ = _fresh([2, 3], backend="sdpa", seed=1)
+    kw = dict(max_new_tokens=5, min_new_tokens=5, do_sample=False, suppress_tokens=[proc.image_token_id])
+    for n in (2, 3, 4):  # three prompt lengths, each decoded token a new key length
+        row = _row(_images(n, seed=n), "How many?" * n)
+        text = proc.apply_chat_template([row["messages"][0]], add_generation_prompt=True, tokenize=False)
+        enc = proc(text=[text], images=[row["images"]], return_tensors="pt")
+        assert torch.equal(flex.generate(**enc, **kw), sdpa.generate(**enc, **kw))
+
+
+def test_flex_cannot_train_on_cpu_and_says_which_backend_to_use(batch):
+    from mimic.errors import ConfigError
+
+    model, _, _ = _fresh([1, 3], backend="flex_attention")
+    model.train()
+    with pytest.raises(ConfigError, match="mask backend 'sdpa'"):
+        model(**batch)
+
+
+def test_a_4d_attention_mask_is_rejected_in_masked_models(batch):
+    from mimic.errors import ConfigError
+
+    model, _, _ = _fresh([1, 3])
+    four_d = dense_image_mask(batch["image_ids"], batch["attention_mask"])
+    with torch.no_grad(), pytest.raises(ConfigError, match=r"attention_mask: .*2D .* got a Tensor of shape"):
+        model(**{**batch, "attention_mask": four_d})
+
+
+def test_one_spec_sets_model_and_dense_collator_mask(batch, tiny):
+    _, proc = tiny
+    spec = ImageMaskSpec(layers=(1, 2), within_image="bidirectional")
+    model, _, _ = _fresh(None)
+    assert enable_image_masking(model, spec).spec == spec
+    rows = [_row(_images(3)), _row(_images(2, seed=1), "Which one?", "the red")]
+    ids_batch = MultiImageCollator(proc)(rows)
+    dense_batch = MultiImageCollator(proc, emit_image_ids=False, dense_image_mask=True, mask_spec=spec)(rows)
+    with torch.no_grad():
+        a, b = model(**ids_batch).logits, model(**dense_batch).logits
+    assert torch.allclose(a, b, atol=1e-6)
+    causal, _, _ = _fresh([1, 2])
+    with torch.no_grad():
+        assert not torch.allclose(causal(**ids_batch).logits, a, atol=1e-4), "within_image must matter"
 
 
 def test_generate_with_kv_cache_equals_full_recomputation(tiny):
@@ -273,3 +328,34 @@ def test_enable_rejects_bad_layers_and_double_enabling():
         enable_image_masking(model, [0])
     handle.remove()
     enable_image_masking(model, [0]).remove()
+
+
+def test_flex_compile_settings_are_scoped_and_too_many_shapes_warn(monkeypatch, caplog):
+    import logging
+
+    from mimic.train_trl import masking
+
+    config = torch._dynamo.config
+    before = (config.automatic_dynamic_shapes, config.recompile_limit)
+    with masking.flex_compile_settings("cpu"):
+        assert config.automatic_dynamic_shapes is False
+        assert config.recompile_limit >= masking.FLEX_RECOMPILE_LIMIT
+    with masking.flex_compile_settings("cuda"):
+        assert config.automatic_dynamic_shapes == before[0]  # GPUs keep dynamic shapes
+        assert config.recompile_limit >= masking.FLEX_RECOMPILE_LIMIT
+    assert (config.automatic_dynamic_shapes, config.recompile_limit) == before
+
+    monkeypatch.setattr(masking, "FLEX_RECOMPILE_LIMIT", 6)
+    monkeypatch.setattr(masking, "_flex_shapes", set())
+    monkeypatch.setattr(masking, "_flex_warned", [False])
+    caplog.set_level(logging.WARNING, logger="mimic.train_trl.masking")
+    for length in (128, 256, 384):
+        masking._note_flex_shape("cpu", (1, length, length))
+        masking._note_flex_shape("cpu", (1, length, length))  # the same shape again is no new compile
+    assert not caplog.records
+    masking._note_flex_shape("cuda", (1, 512, 512))  # dynamic shapes on GPU: not counted
+    assert not caplog.records
+    for length in (512, 640):
+        masking._note_flex_shape("cpu", (1, length, length))
+    assert len(caplog.records) == 1 and "Pad batches to a multiple of 128" in caplog.records[0].getMessage()
+    assert "\n" not in caplog.records[0].getMessage()

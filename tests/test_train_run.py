@@ -64,13 +64,29 @@ def test_overfitting_one_batch_lowers_the_loss_with_the_mask_on(assets):
     assert losses[-1] < 0.5 * losses[0], losses
 
 
-def _train(assets, config, out, steps=3):
+def _train(assets, config, out, steps=3, extra=()):
     from mimic.train_trl.train import main
 
     return main(["--config", str(ROOT / "train_trl" / "configs" / config),
                  "--model_name_or_path", str(assets / "model"),
                  "--dataset_mixture", f"{assets / 'data'}@train=1",
-                 "--output_dir", str(out), "--max_steps", str(steps), "--logging_steps", "1"])
+                 "--output_dir", str(out), "--max_steps", str(steps), "--logging_steps", "1", *extra])
+
+
+def test_a_flex_config_on_cpu_trains_with_sdpa_after_one_warning(assets, tmp_path, caplog):
+    import logging
+
+    caplog.set_level(logging.WARNING, logger="mimic.train_trl.train")
+    # decided before any model or data work: with a missing model folder the warning still comes first
+    with pytest.raises(OSError):
+        _train(assets, "tiny_masked_lora.yaml", tmp_path / "none", extra=["--mask_backend", "flex_attention",
+                                                                         "--model_name_or_path", str(tmp_path / "x")])
+    assert "mask_backend flex_attention cannot train on cpu" in caplog.text
+    caplog.clear()
+    out = _train(assets, "tiny_masked_lora.yaml", tmp_path / "run", steps=1, extra=["--mask_backend", "flex_attention"])
+    assert [r.getMessage().count("\n") for r in caplog.records if "flex_attention" in r.getMessage()] == [0]
+    assert json.loads((out / "image_masking.json").read_text())["backend"] == "sdpa"
+    assert json.loads((out / "mimic_training.json").read_text())["image_masking"]["backend"] == "sdpa"
 
 
 def _generate(model, proc):

@@ -4,6 +4,8 @@
   (sdpa, eager or flex_attention), through transformers' AttentionInterface / AttentionMaskInterface.
 - `MultiImageCollator`: TRL's vision-language collator plus `image_ids` (B, L) and image tokens out of the loss.
 - `load_trained(dir)`: a trained model (or adapter) and its processor, with the mask re-enabled.
+- `causal_lm_loss(model, batch)`: the training loss with the LM head only at labelled positions.
+Semantics, backends, CPU/GPU behaviour: docs/masking.md.
 - `train.py`: the TrlParser script (`--config train_trl/configs/*.yaml`); `flops`: Eq. 1 and honest estimates.
 
 Heavy imports (torch, transformers, trl) happen when a name is first used.
@@ -14,9 +16,11 @@ from __future__ import annotations
 import importlib
 
 __all__ = [
+    "MASK_FILE",
     "ImageMaskSpec",
     "MimicTrainArguments",
     "MultiImageCollator",
+    "causal_lm_loss",
     "dense_image_mask",
     "disable_image_masking",
     "enable_image_masking",
@@ -26,6 +30,7 @@ __all__ = [
 ]
 
 _WHERE = {
+    "MASK_FILE": "masking",
     "ImageMaskSpec": "masking",
     "dense_image_mask": "masking",
     "disable_image_masking": "masking",
@@ -35,6 +40,7 @@ _WHERE = {
     "MultiImageCollator": "collator",
     "MimicTrainArguments": "config",
     "load_trained": "load",
+    "causal_lm_loss": "loss",
 }
 
 

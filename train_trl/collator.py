@@ -8,7 +8,8 @@ from typing import Any
 import torch
 from trl.trainer.sft_trainer import DataCollatorForVisionLanguageModeling
 
-from mimic.train_trl.masking import dense_image_mask, image_ids_from_counts
+from mimic.errors import ConfigError
+from mimic.train_trl.masking import ImageMaskSpec, dense_image_mask, image_ids_from_counts
 
 __all__ = ["MultiImageCollator", "processor_image_token_counts"]
 
@@ -62,16 +63,20 @@ class MultiImageCollator(DataCollatorForVisionLanguageModeling):
                           `dense_image_mask=True`; O(B*L^2) memory, for inspection and small runs. The model
                           uses it in place of `image_ids` when present.
 
-    Args (beyond TRL's): `emit_image_ids`, `dense_image_mask`, `within_image` ("causal" or "bidirectional"
-    inside an image, for the dense mask), `single_image` (also restrict samples with one image),
-    `end_of_turn_token` (kept in the labels after an assistant turn; None to leave TRL's labels alone).
+    Args (beyond TRL's): `emit_image_ids`, `dense_image_mask`, `mask_spec` (the `ImageMaskSpec` the model was
+    enabled with: the dense mask follows its `within_image` and `single_image`, so collator and model cannot
+    disagree; required with `dense_image_mask`), `end_of_turn_token` (kept in the labels after an assistant
+    turn; None to leave TRL's labels alone). `image_ids` carry no mask settings: the model applies its own spec.
     """
 
     emit_image_ids: bool = True
     dense_image_mask: bool = False
-    within_image: str = "causal"
-    single_image: bool = False
+    mask_spec: ImageMaskSpec | None = None
     end_of_turn_token: str | None = "<|im_end|>"
+
+    def __post_init__(self):
+        if self.dense_image_mask and self.mask_spec is None:
+            raise ConfigError("dense_image_mask=True needs mask_spec: the ImageMaskSpec the model was enabled with")
 
     def torch_call(self, examples: list[dict[str, Any]]) -> dict[str, Any]:
         for i, row in enumerate(examples):
@@ -95,7 +100,8 @@ class MultiImageCollator(DataCollatorForVisionLanguageModeling):
             batch["image_ids"] = ids
         if self.dense_image_mask:
             batch["image_attention_mask"] = dense_image_mask(
-                ids, batch["attention_mask"], within_image=self.within_image, single_image=self.single_image
+                ids, batch["attention_mask"], within_image=self.mask_spec.within_image,
+                single_image=self.mask_spec.single_image,
             )
         unexpected = set(batch) - _OUTPUT_KEYS
         if unexpected:

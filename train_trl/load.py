@@ -10,8 +10,7 @@ __all__ = ["load_trained", "read_mask_spec"]
 
 def read_mask_spec(directory: str | Path):
     """The `ImageMaskSpec` saved with a run (`image_masking.json`), or None when it trained without a mask."""
-    from mimic.train_trl.masking import ImageMaskSpec
-    from mimic.train_trl.train import MASK_FILE
+    from mimic.train_trl.masking import MASK_FILE, ImageMaskSpec
 
     path = Path(directory) / MASK_FILE
     if not path.exists():

@@ -33,20 +33,34 @@ mask during prefill. `tests/test_train_masking.py` checks cached generation agai
 Memory: `image_ids` is O(B*L). With flex the mask is a `BlockMask` (O(B*(L/128)^2) block indices), built by
 compiled `create_block_mask` without materialising L x L. sdpa and eager need a dense (B, 1, L, L) mask,
 like the stock masks they replace.
+
+flex on CPU: no backward (training raises `ConfigError`; train.py switches to sdpa up front); its compile
+settings are scoped to each flex call (`flex_compile_settings`); decoding steps run with sdpa. A 4D
+`attention_mask` from the caller raises `ConfigError`. All of it, and why: docs/masking.md.
 """
 
 from __future__ import annotations
 
+import contextlib
 import inspect
+import logging
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 
 import torch
 
+from mimic.errors import ConfigError
+
+logger = logging.getLogger(__name__)
+
 __all__ = [
     "ATTENTION_NAMES",
     "BACKENDS",
+    "FLEX_RECOMPILE_LIMIT",
+    "MASK_FILE",
+    "flex_compile_settings",
+    "flex_trains_on",
     "ImageMaskSpec",
     "ImageMasking",
     "dense_image_mask",
@@ -70,6 +84,14 @@ _BACKEND_OF = {v: k for k, v in ATTENTION_NAMES.items()}
 # kwargs carried from the backbone pre-hook to the attention functions.
 _MASK_KWARG = "image_block_mask"
 _LAYERS_KWARG = "image_block_layers"
+
+# Written next to a trained model by train.py, read back by `load_trained` and the `hf:` eval adapter.
+MASK_FILE = "image_masking.json"
+
+# Distinct compiled shapes allowed per flex function inside `flex_compile_settings` (torch's default is 8: with
+# two BlockMasks per forward, stock and per-image, that is only four prompt lengths before torch falls back to
+# the unfused path, which materialises every score).
+FLEX_RECOMPILE_LIMIT = 64
 
 
 @dataclass(frozen=True)
@@ -313,9 +335,81 @@ def _image_eager(module, query, key, value, attention_mask, **kwargs):
 
 
 def _image_flex(module, query, key, value, attention_mask, **kwargs):
+    from torch.nn.attention.flex_attention import BlockMask
     from transformers.integrations.flex_attention import flex_attention_forward
+    from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
-    return flex_attention_forward(module, query, key, value, _pick(module, attention_mask, kwargs), **kwargs)
+    mask = _pick(module, attention_mask, kwargs)
+    if not isinstance(mask, BlockMask):
+        # `_image_flex_mask` gave a decoding step an sdpa mask (see there): text queries, plain causal rows.
+        return sdpa_attention_forward(module, query, key, value, mask, **kwargs)
+    if torch.is_grad_enabled() and query.requires_grad and not flex_trains_on(query.device.type):
+        raise ConfigError(f"mask backend 'flex_attention' cannot train on {query.device.type}: PyTorch has no "
+                          "flex_attention backward there; use mask backend 'sdpa' (--mask_backend sdpa)")
+    with flex_compile_settings(query.device):
+        _note_flex_shape(query.device, (query.shape[0], query.shape[2], key.shape[2]))
+        return flex_attention_forward(module, query, key, value, mask, **kwargs)
+
+
+def _image_flex_mask(batch_size, q_length, kv_length, q_offset=0, kv_offset=0, **kwargs):
+    """Mask builder registered for the flex name: a `BlockMask`, except for decoding steps.
+
+    A decoding step (queries after cached tokens) has text queries only, whose rows are plain causal, and a new
+    key length at every token: flex would compile a kernel per step and soon hit the recompile limit. Those
+    steps get transformers' sdpa mask instead and `_image_flex` runs them with sdpa.
+    """
+    from transformers.masking_utils import flex_attention_mask, sdpa_mask
+
+    past = int(q_offset) if torch.is_tensor(q_offset) else q_offset
+    if past > 0:
+        return sdpa_mask(batch_size, q_length, kv_length, q_offset, kv_offset, **kwargs)
+    device = torch.device(kwargs.get("device", "cpu"))
+    with flex_compile_settings(device):
+        _note_flex_shape(device, (batch_size, q_length, kv_length))
+        return flex_attention_mask(batch_size, q_length, kv_length, q_offset, kv_offset, **kwargs)
+
+
+def flex_trains_on(device_type: str) -> bool:
+    """Whether flex_attention can train on this device type: PyTorch 2.13 has its backward on CUDA and XPU only
+    (on CPU: `NotImplementedError: FlexAttention does not support backward on CPU`)."""
+    return device_type in ("cuda", "xpu")
+
+
+@contextlib.contextmanager
+def flex_compile_settings(device: torch.device | str = "cpu"):
+    """The torch.compile settings of the flex path, scoped to one call (the caller's global settings stay).
+
+    - On CPU, static shapes (`automatic_dynamic_shapes=False`): after a second distinct sequence length torch
+      would recompile with dynamic shapes, and inductor's CPU flex template then fails to build (torch 2.13,
+      `CppCompileError`). Each new length compiles once instead; `pad_to_multiple_of=128` keeps them few.
+    - Everywhere, `recompile_limit` at least `FLEX_RECOMPILE_LIMIT`: past the limit torch silently runs the
+      unfused flex path, which materialises every attention score.
+    """
+    config = torch._dynamo.config
+    settings = {"recompile_limit": max(FLEX_RECOMPILE_LIMIT, config.recompile_limit)}
+    if torch.device(device).type == "cpu":
+        settings["automatic_dynamic_shapes"] = False
+    with config.patch(**settings):
+        yield
+
+
+_flex_shapes: set[tuple] = set()
+_flex_warned: list[bool] = [False]
+
+
+def _note_flex_shape(device, shape: tuple) -> None:
+    # Only static-shape compiles (CPU) are one per shape; there, warn before torch's recompile limit is reached.
+    if torch.device(device).type != "cpu":
+        return
+    _flex_shapes.add(shape)
+    # two compiled variants per shape and function: the stock BlockMask and the per-image one
+    if len(_flex_shapes) > FLEX_RECOMPILE_LIMIT // 2 and not _flex_warned[0]:
+        _flex_warned[0] = True
+        logger.warning(
+            "flex_attention on CPU has compiled %d distinct (batch, query, key) shapes; past about %d torch falls "
+            "back to its unfused path. Pad batches to a multiple of 128 or use mask backend 'sdpa'.",
+            len(_flex_shapes), FLEX_RECOMPILE_LIMIT // 2,
+        )
 
 
 def register_image_attention() -> dict[str, str]:
@@ -325,12 +419,12 @@ def register_image_attention() -> dict[str, str]:
     `enable_image_masking` calls it itself. Returns `ATTENTION_NAMES`.
     """
     from transformers import AttentionInterface, AttentionMaskInterface
-    from transformers.masking_utils import eager_mask, flex_attention_mask, sdpa_mask
+    from transformers.masking_utils import eager_mask, sdpa_mask
 
     for backend, fn, mask_builder in (
         ("sdpa", _image_sdpa, sdpa_mask),
         ("eager", _image_eager, eager_mask),
-        ("flex_attention", _image_flex, flex_attention_mask),
+        ("flex_attention", _image_flex, _image_flex_mask),
     ):
         AttentionInterface.register(ATTENTION_NAMES[backend], fn)
         AttentionMaskInterface.register(ATTENTION_NAMES[backend], mask_builder)
@@ -386,19 +480,24 @@ class ImageMasking:
 
 def enable_image_masking(
     model,
-    layers: Iterable[int] | str,
+    layers: Iterable[int] | str | ImageMaskSpec,
     backend: str | None = None,
     within_image: str = "causal",
     single_image: bool = False,
 ) -> ImageMasking:
     """Switch `layers` of the language model of `model` to the per-image attention mask.
 
-    `model`: a `LlavaOnevisionForConditionalGeneration` (or PEFT wrapper of one). `layers`: indices or a range
-    string ("12-23"). `backend`: "sdpa", "eager" or "flex_attention"; default: the text model's current one
+    `model`: a `LlavaOnevisionForConditionalGeneration` (or PEFT wrapper of one). `layers`: indices, a range
+    string ("12-23"), or a whole `ImageMaskSpec` (then its layers, backend, within_image and single_image are
+    used and only `backend` may override the kernel; pass the same spec to `MultiImageCollator(mask_spec=...)`).
+    `backend`: "sdpa", "eager" or "flex_attention"; default: the text model's current one
     (sdpa if it is something else, e.g. flash attention, which cannot take an arbitrary mask). The vision
     tower keeps its attention. Call it before wrapping with PEFT or after, either works. Returns a handle
     whose `remove()` undoes it. Raises if masking is already enabled or a layer index does not exist.
     """
+    if isinstance(layers, ImageMaskSpec):
+        backend = backend or layers.backend
+        layers, within_image, single_image = layers.layers, layers.within_image, layers.single_image
     base, inner, lm = _llava_parts(model)
     if getattr(base, "_mimic_image_masking", None) is not None:
         raise RuntimeError("image masking is already enabled on this model; call .remove() on its handle first")
@@ -511,8 +610,7 @@ def _make_mask_hook(handle: ImageMasking, layer_set: frozenset):
             if not bool((queries >= 0).any()):
                 return (), kwargs  # only text queries (e.g. every decoding step): their rows are plain causal
             or_fn, and_fn = image_mask_functions(ids, spec.within_image, spec.single_image)
-        if isinstance(attention_mask, dict):
-            raise ValueError("image masking needs the 2D attention mask, got a precomputed mask mapping")
+        _check_padding_mask(attention_mask)
         kwargs[_MASK_KWARG] = create_causal_mask(
             config=module.config, inputs_embeds=embeds, attention_mask=attention_mask, cache=cache,
             position_ids=kwargs.get("position_ids"), or_mask_function=or_fn, and_mask_function=and_fn,
@@ -522,6 +620,17 @@ def _make_mask_hook(handle: ImageMasking, layer_set: frozenset):
         return (), kwargs
 
     return build_image_mask
+
+
+def _check_padding_mask(attention_mask) -> None:
+    # create_causal_mask returns a 4D mask (tensor or BlockMask) unchanged, and transformers then uses it in
+    # every layer: the per-image mask would silently vanish from the masked layers.
+    if attention_mask is None or (torch.is_tensor(attention_mask) and attention_mask.dim() == 2):
+        return
+    got = ("a precomputed mask mapping" if isinstance(attention_mask, dict)
+           else f"a {type(attention_mask).__name__} of shape {tuple(attention_mask.shape)}")
+    raise ConfigError(f"attention_mask: image masking needs the 2D (batch, length) padding mask, got {got}; pass a "
+                      "dense per-image mask as `image_attention_mask` instead")
 
 
 def _dense_fn(dense: torch.Tensor):

@@ -23,13 +23,18 @@ import sys
 from pathlib import Path
 
 from mimic.train_trl.config import DEFAULT_MODEL, MimicTrainArguments, lora_target_regex
-from mimic.train_trl.masking import enable_image_masking, parse_layers
+from mimic.train_trl.masking import (
+    MASK_FILE,
+    ImageMaskSpec,
+    enable_image_masking,
+    flex_trains_on,
+    parse_layers,
+)
 
-__all__ = ["build_model", "build_peft_config", "main", "MASK_FILE", "TRAINING_FILE"]
+__all__ = ["build_model", "build_peft_config", "main", "resolve_mask_backend", "TRAINING_FILE"]
 
 logger = logging.getLogger(__name__)
 
-MASK_FILE = "image_masking.json"
 TRAINING_FILE = "mimic_training.json"
 
 
@@ -51,6 +56,25 @@ def build_peft_config(script_args: MimicTrainArguments, model_args):
         target_modules=lora_target_regex(script_args.lora_targets, list(parse_layers(script_args.lora_layers))),
         modules_to_save=["multi_modal_projector"] if script_args.train_projector else None,
     )
+
+
+def resolve_mask_backend(script_args: MimicTrainArguments, training_args) -> str | None:
+    """The mask backend this run trains with, decided before any data or model work (None: no mask).
+
+    flex_attention has no backward pass on CPU in PyTorch 2.13 (it fails mid-way through the first step), so a
+    CPU run of a flex config trains with sdpa instead, after one warning line: the mask is the same (the tests
+    check that the backends agree), only the kernel differs. GPU runs keep flex. The backend actually used is
+    the one written to `image_masking.json` and `mimic_training.json`.
+    """
+    if not script_args.mask_layers:
+        return None
+    device = training_args.device.type
+    if script_args.mask_backend == "flex_attention" and not flex_trains_on(device):
+        logger.warning("mask_backend flex_attention cannot train on %s (PyTorch has no flex backward there): "
+                       "training with mask_backend sdpa, the same mask; pass --mask_backend sdpa to silence this",
+                       device)
+        script_args.mask_backend = "sdpa"
+    return script_args.mask_backend
 
 
 def build_model(script_args: MimicTrainArguments, model_args, training_args):
@@ -77,12 +101,11 @@ def build_model(script_args: MimicTrainArguments, model_args, training_args):
         processor.tokenizer.pad_token = processor.tokenizer.eos_token
 
     spec = None
-    layers = script_args.mask_layers
-    if layers:
-        handle = enable_image_masking(model, layers, backend=script_args.mask_backend,
-                                      within_image=script_args.mask_within_image,
-                                      single_image=script_args.mask_single_image)
-        spec = handle.spec
+    if script_args.mask_layers:
+        # one spec for the model and the collator (train.py passes it on), so their settings cannot disagree
+        spec = enable_image_masking(model, ImageMaskSpec(
+            layers=script_args.mask_layers, backend=script_args.mask_backend,
+            within_image=script_args.mask_within_image, single_image=script_args.mask_single_image)).spec
     if script_args.freeze_vision_tower:
         model.model.vision_tower.requires_grad_(False)
     if not script_args.train_projector and not model_args.use_peft:
@@ -115,6 +138,7 @@ def main(argv: list[str] | None = None) -> Path:
     script_args, training_args, model_args = parser.parse_args_and_config(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     effective_batch = _check_effective_batch(script_args, training_args)
+    resolve_mask_backend(script_args, training_args)
 
     model, processor, spec = build_model(script_args, model_args, training_args)
     dataset = load_mixture(script_args.datasets, seed=training_args.seed,
@@ -126,8 +150,7 @@ def main(argv: list[str] | None = None) -> Path:
         pad_to_multiple_of=training_args.pad_to_multiple_of,
         assistant_only_loss=training_args.assistant_only_loss,
         emit_image_ids=spec is not None,
-        single_image=script_args.mask_single_image,
-        within_image=script_args.mask_within_image,
+        mask_spec=spec,
     )
     trainer = SFTTrainer(
         model=model,

@@ -15,6 +15,11 @@ checkpoints ship them:
 Other image-text-to-text checkpoints load too (AutoModelForImageTextToText + AutoProcessor), with a
 warning that their prompt format was not checked.
 
+A folder written by `train_trl/train.py` (LoRA adapter or full model, `image_masking.json`) loads through
+`mimic.train_trl.load_trained`: the adapter merged onto its base, the per-image mask re-enabled on the same
+layers. `mask_backend` (`mimic eval --mask-backend`) picks the kernel that applies it; with flex_attention,
+prompts are padded to a multiple of 128 tokens so that few shapes are compiled (docs/masking.md).
+
 Every sample is one user turn holding its images (in order) and then the question, rendered by the
 checkpoint's chat template with the generation prompt. Batches are left-padded so that generation
 continues every row from its last real token. Decoding is greedy (no sampling, one beam) for at most
@@ -84,6 +89,10 @@ class HFOptions:
             raise ValueError(f"dtype must be one of {', '.join(_DTYPES)}, got {self.dtype!r}")
         if self.max_new_tokens < 1:
             raise ValueError(f"max_new_tokens must be at least 1, got {self.max_new_tokens}")
+        from mimic.train_trl.masking import BACKENDS
+
+        if self.mask_backend is not None and self.mask_backend not in BACKENDS:
+            raise ValueError(f"mask_backend must be one of {', '.join(BACKENDS)}, got {self.mask_backend!r}")
         for name in ("min_pixels", "max_pixels", "max_patches"):
             value = getattr(self, name)
             if value is not None and value < 1:
@@ -156,7 +165,7 @@ def is_training_output(target: str) -> bool:
     """A local folder written by `train.py` (a LoRA adapter, or a model trained with per-image masks)."""
     from pathlib import Path
 
-    from mimic.train_trl.train import MASK_FILE
+    from mimic.train_trl.masking import MASK_FILE
 
     root = Path(target)
     return root.is_dir() and ((root / "adapter_config.json").exists() or (root / MASK_FILE).exists())
@@ -192,6 +201,9 @@ class HFModel(ModelAdapter):
         o, target = self.options, str(self.target)
         if is_training_output(target):
             return self._load_trained(target)
+        if o.mask_backend:
+            raise ConfigError(f"--mask-backend {o.mask_backend}: hf:{target} was not trained with per-image masks "
+                              "(no image_masking.json from train.py)")
         try:
             config = AutoConfig.from_pretrained(target, revision=o.revision)
         except (OSError, ValueError) as err:
@@ -232,6 +244,10 @@ class HFModel(ModelAdapter):
         from mimic.train_trl.load import load_trained, read_mask_spec
 
         o = self.options
+        spec = read_mask_spec(target)
+        if o.mask_backend and spec is None:
+            raise ConfigError(f"--mask-backend {o.mask_backend}: hf:{target} was trained without per-image masks "
+                              "(its image_masking.json is null)")
         device = resolve_device(o.device)
         dtype = resolve_dtype(o.dtype, device)
         model, self.processor = load_trained(target, dtype=dtype, device=device, backend=o.mask_backend)
@@ -239,7 +255,6 @@ class HFModel(ModelAdapter):
         self.processor.tokenizer.padding_side = "left"
         if self.processor.tokenizer.pad_token_id is None:
             self.processor.tokenizer.pad_token = self.processor.tokenizer.eos_token
-        spec = read_mask_spec(target)
         self._finish(model, model.config, device, dtype)
         self._info["image_masking"] = None if spec is None else {"layers": list(spec.layers),
                                                                  "backend": o.mask_backend or spec.backend}
@@ -277,6 +292,13 @@ class HFModel(ModelAdapter):
             return load_processor(target, **kwargs)
         return load_processor_without_torchvision(target, self._model_type, **kwargs)
 
+    def _padding_kwargs(self) -> dict:
+        # flex compiles one kernel per prompt shape: 128-token buckets (flex's block size) keep the shapes few
+        masking = getattr(self.model, "_mimic_image_masking", None)
+        if masking is not None and masking.spec.backend == "flex_attention":
+            return {"pad_to_multiple_of": 128}
+        return {}
+
     def _processor_kwargs(self) -> dict:
         o = self.options
         if self.family == "qwen2_vl" and (o.min_pixels or o.max_pixels):
@@ -306,7 +328,7 @@ class HFModel(ModelAdapter):
         texts = [self.render(r) for r in requests]
         images = [[im if im.mode == "RGB" else im.convert("RGB") for im in r.images] for r in requests]
         batch = self.processor(text=texts, images=images, padding=True, return_tensors="pt",
-                               **self._processor_kwargs())
+                               **self._padding_kwargs(), **self._processor_kwargs())
         batch = batch.to(self.device, dtype=self.dtype)
         with torch.inference_mode():
             out = self.model.generate(**batch, generation_config=self.generation_config)

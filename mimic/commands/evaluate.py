@@ -36,6 +36,9 @@ class EvalOptions:
     device: str | None = opt(None, help="hf: device (auto, cpu, cuda, cuda:1, ...).")
     device_map: str | None = opt(None, help="hf: from_pretrained device_map to shard a large model (e.g. auto).")
     attn_implementation: str | None = opt(None, help="hf: attention kernel (sdpa, eager, flash_attention_2).")
+    mask_backend: str | None = opt(None, help="hf:DIR trained with per-image masks (train.py output): the kernel "
+                                   "that applies them (default: the one it was trained with).",
+                                   choices=["sdpa", "eager", "flex_attention"])
     revision: str | None = opt(None, help="hf: Hub revision of the checkpoint.")
     min_pixels: int | None = opt(None, help="hf, Qwen2-VL: fewest pixels per image (default: the checkpoint's).")
     max_pixels: int | None = opt(None, help="hf, Qwen2-VL: most pixels per image (default: the checkpoint's).")
@@ -64,7 +67,7 @@ def _model_options(o: EvalOptions) -> dict:
             raise ConfigError(f"--api-key-env {o.api_key_env}: that environment variable is not set")
     return {
         "max_new_tokens": o.max_new_tokens, "dtype": o.dtype, "device": o.device, "device_map": o.device_map,
-        "attn_implementation": o.attn_implementation, "revision": o.revision, "min_pixels": o.min_pixels,
+        "attn_implementation": o.attn_implementation, "mask_backend": o.mask_backend, "revision": o.revision, "min_pixels": o.min_pixels,
         "max_pixels": o.max_pixels, "max_patches": o.max_patches, "base_url": o.base_url, "api_key": api_key,
         "timeout_s": o.timeout, "max_retries": o.max_retries, "concurrency": o.concurrency, "seed": o.seed,
     }
