@@ -1,0 +1,10 @@
+"""The paper's controlled analyses (`mimic diagnose ...`): vision-token pooling against a pixel-space control
+(Fig. 3), inter- vs intra-image attention by layer (Fig. 4/9), and stitched composites (Table 6).
+
+Each analysis has a settings dataclass and a `run_*` function that writes a JSON file and its plot into the
+output folder, resumably; `mimic report` picks the JSON files up (`mimic.eval.report`).
+"""
+
+from mimic.eval.diagnostics.attention import AttentionSettings, attention_stats, run_attention, sample_attention
+
+__all__ = ["AttentionSettings", "attention_stats", "run_attention", "sample_attention"]
