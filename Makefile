@@ -6,7 +6,7 @@ PIP := $(PY) -m pip
 # The CPU build that lies on the development and CI machines; a user with CUDA installs their own torch first.
 TORCH_SPEC ?= torch==2.13.0
 
-.PHONY: setup test lint demo bench bench-realshape eval train-masked train-full tiny-assets clean
+.PHONY: setup test lint demo bench bench-realshape eval diagnose train-masked train-full tiny-assets clean
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -57,6 +57,30 @@ else
 		--out $(EVAL_DIR)/runs/$(subst /,_,$(subst :,_,$(MODEL)))
 endif
 	$(MIMIC) report $(EVAL_DIR)/runs/* --out $(EVAL_DIR)/report
+
+DIAG_DIR ?= diag-out
+DIAG_SAMPLES ?= 50
+DIAG_LIMIT ?=
+DIAG_ARGS ?=
+DIAG_TINY = $(DIAG_DIR)/tiny-llava-ov/model
+DIAG_SPEC = $(if $(strip $(MODEL)),$(if $(findstring :,$(MODEL)),$(MODEL),hf:$(MODEL)),hf:$(DIAG_TINY))
+DIAG_OUT = $(DIAG_DIR)/$(if $(strip $(MODEL)),$(subst /,_,$(subst :,_,$(MODEL))),tiny-llava-ov)
+DIAG_FLAGS = --data $(DATA) --model $(DIAG_SPEC) $(DIAG_ARGS)
+DIAG_SCORED = --batch-size $(EVAL_BATCH) $(if $(DIAG_LIMIT),--limit $(DIAG_LIMIT)) $(if $(strip $(MODEL)),,--max-new-tokens 8)
+
+# make diagnose MODEL=llava-hf/llava-onevision-qwen2-0.5b-ov-hf DATA=path/to/mimic-bench: the paper's analyses
+# (Fig. 4 and 9 attention with 4 and 6 images, Fig. 3 pooling, Table 6 stitching) and a report of them.
+# Without MODEL: a tiny random LLaVA-OneVision on the demo benchmark (runs on a CPU in minutes). Rerun to resume.
+diagnose: setup
+	@if [ "$(DATA)" = "$(DEMO_DIR)/mimic-demo" ] && [ ! -f "$(DATA)/README.md" ]; then $(MAKE) demo; fi
+	$(if $(strip $(MODEL)),,test -f $(DIAG_TINY)/config.json || $(MIMIC) tiny-model --out $(DIAG_TINY))
+	$(MIMIC) diagnose attention $(DIAG_FLAGS) --samples $(DIAG_SAMPLES) --where num_images=4 --out $(DIAG_OUT)/attention-4img
+	$(MIMIC) diagnose attention $(DIAG_FLAGS) --samples $(DIAG_SAMPLES) --where num_images=6 --out $(DIAG_OUT)/attention-6img
+	$(MIMIC) diagnose pooling $(DIAG_FLAGS) $(DIAG_SCORED) --out $(DIAG_OUT)/pooling
+	$(MIMIC) diagnose stitch $(DIAG_FLAGS) $(DIAG_SCORED) --out $(DIAG_OUT)/stitch
+	$(MIMIC) report $(DIAG_OUT)/attention-4img $(DIAG_OUT)/attention-6img $(DIAG_OUT)/pooling $(DIAG_OUT)/stitch \
+		--out $(DIAG_OUT)/report --title "MIMIC diagnostics: $(DIAG_SPEC)"
+	@echo "report: $(DIAG_OUT)/report/report.md (plots beside it)"
 
 TINY ?= 0
 TINY_DIR ?= $(DEMO_DIR)/tiny

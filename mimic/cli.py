@@ -35,7 +35,8 @@ class Command:
 COMMANDS: Registry[Command] = Registry("command")
 # Command options are declared with the one option helper (mimic.options); `opt` is that same function.
 opt = option
-GROUP_HELP = {"build": "Materialize datasets (benchmark, demo, training set) into Hub-layout folders."}
+GROUP_HELP = {"build": "Materialize datasets (benchmark, demo, training set) into Hub-layout folders.",
+              "diagnose": "The paper's controlled analyses: vision-token pooling, attention by layer, stitching."}
 
 
 def command(name: str, options: type) -> Callable:
@@ -139,7 +140,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 # Command modules in the order of the data flow, which is the order `mimic --help` lists them in.
-COMMAND_MODULES = ("data", "generate", "hub", "train_data", "evaluate", "train")
+COMMAND_MODULES = ("data", "generate", "hub", "train_data", "evaluate", "diagnose", "train")
 
 
 def _load_commands() -> None:

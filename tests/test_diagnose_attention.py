@@ -10,7 +10,6 @@ import torch
 from conftest import build_demo_folder
 from PIL import Image
 
-from mimic.eval.api import Request
 from mimic.eval.diagnostics.attention import (
     AttentionSettings,
     attention_stats,

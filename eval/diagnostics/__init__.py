@@ -5,6 +5,14 @@ Each analysis has a settings dataclass and a `run_*` function that writes a JSON
 output folder, resumably; `mimic report` picks the JSON files up (`mimic.eval.report`).
 """
 
-from mimic.eval.diagnostics.attention import AttentionSettings, attention_stats, run_attention, sample_attention
+from mimic.eval.diagnostics.attention import (
+    AttentionSettings,
+    attention_stats,
+    run_attention,
+    sample_attention,
+)
+from mimic.eval.diagnostics.pooling import PooledHFModel, PoolingSettings, run_pooling
+from mimic.eval.diagnostics.stitch import StitchedHFModel, StitchSettings, run_stitch
 
-__all__ = ["AttentionSettings", "attention_stats", "run_attention", "sample_attention"]
+__all__ = ["AttentionSettings", "PooledHFModel", "PoolingSettings", "StitchSettings", "StitchedHFModel",
+           "attention_stats", "run_attention", "run_pooling", "run_stitch", "sample_attention"]
