@@ -1,10 +1,12 @@
 """The paper's controlled analyses (`mimic diagnose ...`): vision-token pooling against a pixel-space control
-(Fig. 3), inter- vs intra-image attention by layer (Fig. 4/9), and stitched composites (Table 6).
+(Fig. 3), inter- vs intra-image attention by layer (Fig. 4/9), stitched composites (Table 6) and the
+answer's attention over each image (Fig. 5).
 
 Each analysis has a settings dataclass and a `run_*` function that writes a JSON file and its plot into the
 output folder, resumably; `mimic report` picks the JSON files up (`mimic.eval.report`).
 """
 
+from mimic.eval.diagnostics.answer_attention import AnswerAttentionSettings, run_answer_attention
 from mimic.eval.diagnostics.attention import (
     AttentionSettings,
     attention_stats,
@@ -14,5 +16,5 @@ from mimic.eval.diagnostics.attention import (
 from mimic.eval.diagnostics.pooling import PooledHFModel, PoolingSettings, run_pooling
 from mimic.eval.diagnostics.stitch import StitchedHFModel, StitchSettings, run_stitch
 
-__all__ = ["AttentionSettings", "PooledHFModel", "PoolingSettings", "StitchSettings", "StitchedHFModel",
-           "attention_stats", "run_attention", "run_pooling", "run_stitch", "sample_attention"]
+__all__ = ["AnswerAttentionSettings", "AttentionSettings", "PooledHFModel", "PoolingSettings", "StitchSettings", "StitchedHFModel",
+           "attention_stats", "run_answer_attention", "run_attention", "run_pooling", "run_stitch", "sample_attention"]

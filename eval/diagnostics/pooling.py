@@ -246,9 +246,10 @@ def plot_pooling(summary: dict, path: Path) -> Path:
             ax.scatter([xs[0]], [ys[0]], marker="s", s=80, facecolors="none", edgecolors="black", zorder=3)
         ax.set_xscale("log", base=2)
         ax.set_xticks([e["factor"] for e in entries],
-                      [f"{e['factor']}\n({e['vision_tokens_per_image']:.0f} tok/img)"
-                       if e["vision_tokens_per_image"] is not None else str(e["factor"]) for e in entries])
-        ax.set_xlabel("pooling factor f (vision tokens per image)")
+                      [f"{e['factor']}\n{e['vision_tokens_per_image']:.0f}" if e["vision_tokens_per_image"] is not None
+                       else str(e["factor"]) for e in entries])
+        ax.set_xlabel("pooling factor f / vision tokens per image")
+        ax.set_ylim(0, 100)
         ax.set_ylabel("score (%)")
         ax.set_title(titles[arm], fontsize=9)
         ax.legend(fontsize=7)

@@ -159,3 +159,50 @@ def run_stitch_command(o: StitchOptions) -> int:
     print(summary["table6"])
     print(f"\nwrote {os.path.join(o.out, 'stitch.json')}, {os.path.join(o.out, 'stitch.png')}")
     return 0
+
+
+@dataclass
+class AnswerAttentionOptions:
+    data: str = opt(help="Benchmark: a Hub-layout folder (mimic build ...) or a Hub dataset id.", metavar="DIR_OR_ID")
+    model: list[str] = opt(help="One or more hf: models drawn side by side (e.g. a base and a fine-tuned one).",
+                           metavar="SPEC")
+    out: str = opt(help="Output folder: answer_attention.json and answer_attention.png (rerun to resume).",
+                   metavar="DIR")
+    configs: list[str] = opt([], help="Configs to take samples from (default: every config).")
+    where: list[str] = opt([], help="Control filter, COLUMN=VALUE[,VALUE...]; only matching rows are used.")
+    samples: int = opt(4, help="How many samples (the first matching ones with 2+ images).")
+    layer: int = opt(15, help="Language-model layer whose attention is drawn (the paper: 15).")
+    split: str = opt("test", help="Dataset split.")
+    max_new_tokens: int | None = opt(None, help="Most tokens per answer (default 64).")
+    overwrite: bool = opt(False, help="Discard earlier results in --out instead of resuming.")
+    cache_dir: str | None = opt(None, help="Where `datasets` caches the data as arrow files.", metavar="DIR")
+    dtype: str | None = opt(None, help="Weights dtype; auto = bfloat16 on CUDA when supported, float32 on CPU.",
+                            choices=_DTYPES)
+    device: str | None = opt(None, help="Device (auto, cpu, cuda, cuda:1, ...).")
+    revision: str | None = opt(None, help="Hub revision of the checkpoints.")
+    progress: bool = opt(True, help="Show a progress bar.")
+
+
+@command("diagnose answer-attention", AnswerAttentionOptions)
+def run_answer_attention_command(o: AnswerAttentionOptions) -> int:
+    """Fig. 5: attention from the generated answer to each image's patches at one layer, models side by side.
+
+    Example (a base model and a fine-tuned one):
+
+      mimic diagnose answer-attention --data bench --model hf:llava-hf/llava-onevision-qwen2-0.5b-ov-hf \\
+          hf:runs/masked-lora --configs counting_balanced --samples 4 --layer 15 --out diag/answer
+    """
+    from mimic.eval.diagnostics.answer_attention import AnswerAttentionSettings, run_answer_attention
+
+    if o.samples < 1:
+        raise ConfigError(f"--samples must be at least 1, got {o.samples}")
+    summary = run_answer_attention(AnswerAttentionSettings(
+        data=o.data, models=o.model, out=o.out, configs=o.configs, where=_where(o), samples=o.samples,
+        layer=o.layer, split=o.split, model_options=_options(o), cache_dir=o.cache_dir, progress=o.progress,
+        overwrite=o.overwrite))
+    for spec, per_sample in summary["models"].items():
+        for sid, e in per_sample.items():
+            shares = " ".join(f"{100 * m:.1f}" for m in e["mass"])
+            print(f"{spec}  {sid}  answer {e['answer']!r}  image shares % {shares}")
+    print(f"\nwrote {os.path.join(o.out, 'answer_attention.json')}, {os.path.join(o.out, 'answer_attention.png')}")
+    return 0
