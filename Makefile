@@ -62,6 +62,7 @@ DIAG_DIR ?= diag-out
 DIAG_SAMPLES ?= 50
 DIAG_LIMIT ?=
 DIAG_ARGS ?=
+MODEL2 ?=
 DIAG_TINY = $(DIAG_DIR)/tiny-llava-ov/model
 DIAG_SPEC = $(if $(strip $(MODEL)),$(if $(findstring :,$(MODEL)),$(MODEL),hf:$(MODEL)),hf:$(DIAG_TINY))
 DIAG_OUT = $(DIAG_DIR)/$(if $(strip $(MODEL)),$(subst /,_,$(subst :,_,$(MODEL))),tiny-llava-ov)
@@ -70,6 +71,7 @@ DIAG_SCORED = --batch-size $(EVAL_BATCH) $(if $(DIAG_LIMIT),--limit $(DIAG_LIMIT
 
 # make diagnose MODEL=llava-hf/llava-onevision-qwen2-0.5b-ov-hf DATA=path/to/mimic-bench: the paper's analyses
 # (Fig. 4 and 9 attention with 4 and 6 images, Fig. 3 pooling, Table 6 stitching) and a report of them.
+# MODEL2=hf:runs/masked-lora adds a fine-tuned model beside MODEL in the Fig. 5 answer-attention maps.
 # Without MODEL: a tiny random LLaVA-OneVision on the demo benchmark (runs on a CPU in minutes). Rerun to resume.
 diagnose: setup
 	@if [ "$(DATA)" = "$(DEMO_DIR)/mimic-demo" ] && [ ! -f "$(DATA)/README.md" ]; then $(MAKE) demo; fi
@@ -78,7 +80,10 @@ diagnose: setup
 	$(MIMIC) diagnose attention $(DIAG_FLAGS) --samples $(DIAG_SAMPLES) --where num_images=6 --out $(DIAG_OUT)/attention-6img
 	$(MIMIC) diagnose pooling $(DIAG_FLAGS) $(DIAG_SCORED) --out $(DIAG_OUT)/pooling
 	$(MIMIC) diagnose stitch $(DIAG_FLAGS) $(DIAG_SCORED) --out $(DIAG_OUT)/stitch
+	$(MIMIC) diagnose answer-attention --data $(DATA) --model $(DIAG_SPEC) $(MODEL2) $(DIAG_ARGS) --configs counting_balanced \
+		--samples 2 --layer $(if $(strip $(MODEL)),15,2) $(if $(strip $(MODEL)),,--max-new-tokens 8) --out $(DIAG_OUT)/answer-attention
 	$(MIMIC) report $(DIAG_OUT)/attention-4img $(DIAG_OUT)/attention-6img $(DIAG_OUT)/pooling $(DIAG_OUT)/stitch \
+		$(DIAG_OUT)/answer-attention \
 		--out $(DIAG_OUT)/report --title "MIMIC diagnostics: $(DIAG_SPEC)"
 	@echo "report: $(DIAG_OUT)/report/report.md (plots beside it)"
 

@@ -181,7 +181,7 @@ def plot_answer_attention(summary: dict, chosen, path: Path) -> Path:
             ax.imshow(np.asarray(entry["map"][k]), extent=(0, 1, 0, 1), cmap="jet", alpha=0.5, vmin=0, vmax=vmax,
                       interpolation="bilinear")
             ax.set_title(f"img {k + 1}: {100 * entry['mass'][k]:.1f}%", fontsize=7)
-        axes[r][0].text(-0.1, 0.5, f"{m.split('/')[-1][:28]}\n{sel.rows[i]['id'][:20]}\n\"{entry['answer'][:20]}\"",
+        axes[r][0].text(-0.1, 0.5, f"{m.split('/')[-1][:28]}\n{sel.rows[i]['id'][-24:]}\n\"{entry['answer'][:20]}\"",
                         transform=axes[r][0].transAxes, ha="right", va="center", fontsize=6)
     fig.suptitle(f"answer-to-image attention, layer {summary['layer']}", fontsize=9)
     return save_figure(fig, path)

@@ -16,9 +16,10 @@ from mimic.errors import DataError
 
 __all__ = ["DIAGNOSTIC_FILES", "diagnostics_markdown", "is_diagnostic", "write_diagnostics"]
 
-DIAGNOSTIC_FILES = {"pooling": "pooling.json", "attention": "attention.json", "stitch": "stitch.json"}
+DIAGNOSTIC_FILES = {"pooling": "pooling.json", "attention": "attention.json", "stitch": "stitch.json",
+                    "answer_attention": "answer_attention.json"}
 PLOTS = {"pooling": ["pooling.png"], "attention": ["attention_by_layer.png", "attention_heatmaps.png"],
-         "stitch": ["stitch.png"]}
+         "stitch": ["stitch.png"], "answer_attention": ["answer_attention.png"]}
 
 
 def is_diagnostic(folder: str | Path) -> bool:
@@ -30,7 +31,8 @@ def _pct(x) -> str:
 
 
 def _section(kind: str, data: dict, folder: Path, out: Path, k: int) -> list[str]:
-    lines = [f"### {kind}: {data.get('model')} ({folder})", ""]
+    model = data.get("model") or ", ".join(data.get("models", {}))
+    lines = [f"### {kind}: {model} ({folder})", ""]
     if data.get("where"):
         lines += ["Rows: " + ", ".join(f"{c} in {{{', '.join(v)}}}" for c, v in data["where"].items()), ""]
     if kind == "pooling":
@@ -45,6 +47,12 @@ def _section(kind: str, data: dict, folder: Path, out: Path, k: int) -> list[str
         lines += [f"{data['samples']} samples (by number of images: {data['num_images']}); vision-to-vision "
                   "attention in %.", "", "| layer | inter | intra |", "|---:|---:|---:|"]
         lines += [f"| {e['layer']} | {_pct(e['inter'])} | {_pct(e['intra'])} |" for e in data["layers"]]
+    elif kind == "answer_attention":
+        lines += [f"Layer {data['layer']}: share of the answer's attention on each image (%).", "",
+                  "| model | sample | answer | image shares |", "|---|---|---|---|"]
+        for spec, per_sample in data["models"].items():
+            for sid, e in per_sample.items():
+                lines.append(f"| {spec} | {sid} | {e['answer']!r} | {' '.join(_pct(m) for m in e['mass'])} |")
     else:
         lines += [data["table6"], "", "| config | arm | n | score % | vision tokens |", "|---|---|---:|---:|---:|"]
         for c, arms in data["configs"].items():
