@@ -126,3 +126,12 @@ def test_run_attention_writes_json_plots_and_resumes(bench, cache, tmp_path):
     again = run_attention(AttentionSettings(**{**vars(settings), "samples": 4}))
     after = (tmp_path / "attn" / "attention_samples.jsonl").read_text().splitlines()
     assert after[:3] == lines and len(after) == 4 and again["samples"] == 4
+
+    # `mimic report` on the diagnose folder alone: a report of its own with the per-layer table and plots
+    from mimic.cli import main
+
+    assert main(["report", str(tmp_path / "attn"), "--out", str(tmp_path / "report")]) == 0
+    md = (tmp_path / "report" / "report.md").read_text()
+    assert md.startswith("# MIMIC evaluation report") and "## Diagnostics" in md and "| layer | inter | intra |" in md
+    assert f"| 0 | {100 * again['layers'][0]['inter']:.1f} |" in md
+    assert (tmp_path / "report" / "diag1_attention_by_layer.png").is_file()

@@ -76,3 +76,26 @@ def test_run_stitch_side_by_side(bench, cache, tmp_path):
     assert summary["table6"].splitlines()[0] == "| model | counting_balanced | listing |"
     assert json.loads((tmp_path / "stitch" / "stitch.json").read_text())["table6"] == summary["table6"]
     assert (tmp_path / "stitch" / "stitch.png").stat().st_size > 1000
+
+    # `mimic report` takes the diagnose folder beside an eval run: Table 4 plus a Diagnostics section
+    from mimic.cli import main
+
+    assert main(["report", str(tmp_path / "stitch" / "multi"), str(tmp_path / "stitch"),
+                 "--out", str(tmp_path / "report")]) == 0
+    md = (tmp_path / "report" / "report.md").read_text()
+    assert "## Table 4" in md and "## Diagnostics" in md and summary["table6"] in md
+    assert (tmp_path / "report" / "diag1_stitch.png").is_file() and "(diag1_stitch.png)" in md
+
+
+def test_cli_errors_are_one_line(bench, cache, tmp_path, capsys):
+    from mimic.cli import main
+
+    assert main(["diagnose", "pooling", "--data", str(bench), "--model", "random", "--out", str(tmp_path / "p")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "needs an hf:<checkpoint> model" in err
+    assert main(["diagnose", "attention", "--data", str(bench), "--model", "hf:x", "--where", "num_images=99",
+                 "--cache-dir", cache, "--out", str(tmp_path / "a")]) == 2
+    assert "no row of the configs" in capsys.readouterr().err
+    assert main(["diagnose", "stitch", "--data", str(bench), "--model", "hf:x", "--where", "num_images",
+                 "--out", str(tmp_path / "s")]) == 2
+    assert "expected COLUMN=VALUE" in capsys.readouterr().err
