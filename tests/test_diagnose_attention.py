@@ -57,8 +57,8 @@ def test_stats_normalise_and_follow_the_causal_mask():
         rows[int(ids[q])].append(f)
         inters.append(1 - f[int(ids[q])])
     expected = torch.stack([torch.stack(rows[j]).mean(0) for j in range(3)])
-    assert torch.allclose(m, expected, atol=1e-12)
-    assert s["inter"] == pytest.approx(float(torch.stack(inters).mean()), abs=1e-12)
+    assert torch.allclose(m, expected, atol=1e-6)  # the per-image sums run in float32
+    assert s["inter"] == pytest.approx(float(torch.stack(inters).mean()), abs=1e-6)
 
 
 def test_masking_zeroes_inter_image_attention_in_its_layers_only():
