@@ -241,6 +241,8 @@ def run_attention(settings: AttentionSettings) -> dict:
             [request] = list(requests_of(sel, [i]))
             batch = adapter.encode([request])
             image_token_id = getattr(adapter.processor, "image_token_id", None)
+            if image_token_id is None:
+                raise ConfigError(f"{settings.model}: its processor names no image token; cannot tell images apart")
             ids = image_ids_for(adapter.model, adapter.family, batch, image_token_id)
             layers = sample_attention(adapter.model, batch, ids)
             record = {"id": request.id, "config": sel.config, "num_images": int(ids.max()) + 1,

@@ -114,6 +114,10 @@ class PooledHFModel(HFModel):
             raise ConfigError(f"mimic diagnose pooling: hf:{self.target} is {self._model_type!r}; pooling works "
                               "for LLaVA-OneVision only (Qwen2-VL's M-RoPE positions and InternVL's tiles are "
                               "tied to the unpooled tokens)")
+        if self.arm == "tokens" and getattr(self.model, "_mimic_image_masking", None) is not None:
+            # the mask derives each image's tokens from the unpooled counts
+            raise ConfigError(f"mimic diagnose pooling: hf:{self.target} runs per-image attention masks; the "
+                              "tokens arm cannot shorten its images (the pixels arm can: --arms pixels)")
         if self.arm == "tokens":
             factor = self.factor
             projector = self.model.model.multi_modal_projector
