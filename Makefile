@@ -70,7 +70,8 @@ DIAG_FLAGS = --data $(DATA) --model $(DIAG_SPEC) $(DIAG_ARGS)
 DIAG_SCORED = --batch-size $(EVAL_BATCH) $(if $(DIAG_LIMIT),--limit $(DIAG_LIMIT)) $(if $(strip $(MODEL)),,--max-new-tokens 8)
 
 # make diagnose MODEL=llava-hf/llava-onevision-qwen2-0.5b-ov-hf DATA=path/to/mimic-bench: the paper's analyses
-# (Fig. 4 and 9 attention with 4 and 6 images, Fig. 3 pooling, Table 6 stitching) and a report of them.
+# (Fig. 4 and 9 attention with 4 and 6 images, Fig. 3 pooling, Table 6 stitching, Fig. 5 answer attention, the
+# target-position sweep evaluated per position) and one report of them.
 # MODEL2=hf:runs/masked-lora adds a fine-tuned model beside MODEL in the Fig. 5 answer-attention maps.
 # Without MODEL: a tiny random LLaVA-OneVision on the demo benchmark (runs on a CPU in minutes). Rerun to resume.
 diagnose: setup
@@ -82,7 +83,13 @@ diagnose: setup
 	$(MIMIC) diagnose stitch $(DIAG_FLAGS) $(DIAG_SCORED) --out $(DIAG_OUT)/stitch
 	$(MIMIC) diagnose answer-attention --data $(DATA) --model $(DIAG_SPEC) $(MODEL2) $(DIAG_ARGS) --configs counting_balanced \
 		--samples 2 --layer $(if $(strip $(MODEL)),15,2) $(if $(strip $(MODEL)),,--max-new-tokens 8) --out $(DIAG_OUT)/answer-attention
-	$(MIMIC) report $(DIAG_OUT)/attention-4img $(DIAG_OUT)/attention-6img $(DIAG_OUT)/pooling $(DIAG_OUT)/stitch \
+	$(MIMIC) diagnose sweep --data $(DATA) --variant position --configs counting_unbalanced \
+		$(if $(strip $(MODEL)),$(if $(DIAG_LIMIT),--limit $(DIAG_LIMIT)),--limit 6) --out $(DIAG_OUT)/sweep-position
+	for p in first middle last; do $(MIMIC) eval --data $(DIAG_OUT)/sweep-position/$$p --model $(DIAG_SPEC) \
+		--batch-size $(EVAL_BATCH) $(if $(strip $(MODEL)),,--max-new-tokens 8) --label position-$$p \
+		--out $(DIAG_OUT)/position-$$p || exit 1; done
+	$(MIMIC) report $(DIAG_OUT)/position-first $(DIAG_OUT)/position-middle $(DIAG_OUT)/position-last \
+		$(DIAG_OUT)/attention-4img $(DIAG_OUT)/attention-6img $(DIAG_OUT)/pooling $(DIAG_OUT)/stitch \
 		$(DIAG_OUT)/answer-attention \
 		--out $(DIAG_OUT)/report --title "MIMIC diagnostics: $(DIAG_SPEC)"
 	@echo "report: $(DIAG_OUT)/report/report.md (plots beside it)"

@@ -206,3 +206,40 @@ def run_answer_attention_command(o: AnswerAttentionOptions) -> int:
             print(f"{spec}  {sid}  answer {e['answer']!r}  image shares % {shares}")
     print(f"\nwrote {os.path.join(o.out, 'answer_attention.json')}, {os.path.join(o.out, 'answer_attention.png')}")
     return 0
+
+
+@dataclass
+class SweepOptions:
+    data: str = opt(help="Benchmark: a Hub-layout folder (mimic build ...) or a Hub dataset id.", metavar="DIR_OR_ID")
+    out: str = opt(help="Output folder: the twin benchmark folder(s) and sweep.json.", metavar="DIR")
+    variant: str = opt(help="position: query images moved first/middle/last (OUT/first, OUT/middle, OUT/last); "
+                       "distractors: the same query images with 0..K of the row's distractors (one folder).",
+                       choices=["position", "distractors"])
+    configs: list[str] = opt([], help="Configs to sweep (default: every Counting and Listing config).")
+    where: list[str] = opt([], help="Control filter, COLUMN=VALUE[,VALUE...]; only matching rows are used.")
+    limit: int | None = opt(None, help="Use only the first N usable rows of each config.")
+    max_distractors: int | None = opt(None, help="distractors: the largest k (default: all of a row's).")
+    split: str = opt("test", help="Dataset split.")
+    cache_dir: str | None = opt(None, help="Where `datasets` caches the data as arrow files.", metavar="DIR")
+
+
+@command("diagnose sweep", SweepOptions)
+def run_sweep_command(o: SweepOptions) -> int:
+    """Matched controls: twin benchmark folders with the target images moved, or distractors dropped.
+
+    Every twin is verified against its source row. Evaluate the folders with `mimic eval` and compare with
+    `mimic report` (position: one run per folder; distractors: the num_distractors breakdown). Example:
+
+      mimic diagnose sweep --data bench --variant position --configs counting_unbalanced --out sweeps/position
+      for p in first middle last; do mimic eval --data sweeps/position/$p --model hf:M --out runs/pos-$p; done
+    """
+    from mimic.eval.diagnostics.sweeps import run_sweep
+
+    if o.limit is not None and o.limit < 1:
+        raise ConfigError(f"--limit must be at least 1, got {o.limit}")
+    summary = run_sweep(o.data, o.out, o.variant, configs=o.configs, where=_where(o), limit=o.limit,
+                        max_distractors=o.max_distractors, split=o.split, cache_dir=o.cache_dir)
+    for folder, per_config in summary["rows"].items():
+        print(f"{folder}: " + ", ".join(f"{c} {n} rows" for c, n in per_config.items()))
+    print(f"\nwrote {', '.join(summary['folders'])} and {os.path.join(o.out, 'sweep.json')}")
+    return 0
