@@ -280,6 +280,9 @@ def plot_attention(summary: dict, out: Path) -> list[Path]:
     ax = fig.add_subplot()
     ax.plot(xs, [100 * entry["inter"] for entry in layers], marker="o", label="inter-image")
     ax.plot(xs, [100 * entry["intra"] for entry in layers], marker="s", label="intra-image")
+    from matplotlib.ticker import MaxNLocator
+
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("layer")
     ax.set_ylabel("vision-to-vision attention (%)")
     ax.set_ylim(0, 100)

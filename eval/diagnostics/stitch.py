@@ -190,7 +190,14 @@ def plot_stitch(summary: dict, path: Path) -> Path:
             err[0].append(100 * (s["score"] - (s["ci_low"] if s["ci_low"] is not None else s["score"])))
             err[1].append(100 * ((s["ci_high"] if s["ci_high"] is not None else s["score"]) - s["score"]))
         ax.bar(xs, ys, width=0.38, yerr=err, capsize=3, label="multi-image" if arm == "multi" else "stitched")
+        # the arm's mean vision tokens above its bar, so the matched budget can be read off the plot
+        toks = [summary["configs"][c][arm]["vision_tokens"] for c in configs
+                if summary["configs"][c][arm] and summary["configs"][c][arm]["score"] is not None]
+        for x, y, t in zip(xs, ys, toks, strict=True):
+            if t is not None:
+                ax.text(x, y + 2, f"{t:.0f} tok", ha="center", fontsize=6, rotation=90)
     ax.set_xticks(range(len(configs)), configs, rotation=20, fontsize=8)
+    ax.set_ylim(0, 110)
     ax.set_ylabel("score (%)")
     ax.set_title(f"{summary['model']}: multi-image vs stitched", fontsize=9)
     ax.legend(fontsize=8)
