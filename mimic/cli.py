@@ -37,6 +37,7 @@ COMMANDS: Registry[Command] = Registry("command")
 opt = option
 GROUP_HELP = {
     "build": "Materialize datasets (benchmark, demo, training set) into Hub-layout folders.",
+    "diagnose": "The paper's controlled analyses: vision-token pooling, attention by layer, stitching.",
     "export": "Write a benchmark in another tool's format (VLMEvalKit).",
     "lmms-eval": "Run MIMIC inside lmms-eval: its task folder.",
 }
@@ -143,7 +144,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 # Command modules in the order of the data flow, which is the order `mimic --help` lists them in.
-COMMAND_MODULES = ("data", "generate", "hub", "train_data", "evaluate", "train", "ecosystem")
+COMMAND_MODULES = ("data", "generate", "hub", "train_data", "evaluate", "diagnose", "train", "ecosystem")
 
 
 def _load_commands() -> None:

@@ -321,15 +321,20 @@ class HFModel(ModelAdapter):
     def prompt(self, request: Request) -> str:
         return self.render(request)
 
-    def generate(self, requests: Sequence[Request]) -> list[Generation]:
-        import torch
-
+    def encode(self, requests: Sequence[Request]):
+        """The model inputs of a batch (processor output on the model's device and dtype). The diagnostics
+        (`mimic.eval.diagnostics`) override it to change images or placeholders before generation."""
         self.load()
         texts = [self.render(r) for r in requests]
         images = [[im if im.mode == "RGB" else im.convert("RGB") for im in r.images] for r in requests]
         batch = self.processor(text=texts, images=images, padding=True, return_tensors="pt",
                                **self._padding_kwargs(), **self._processor_kwargs())
-        batch = batch.to(self.device, dtype=self.dtype)
+        return batch.to(self.device, dtype=self.dtype)
+
+    def generate(self, requests: Sequence[Request]) -> list[Generation]:
+        import torch
+
+        batch = self.encode(requests)
         with torch.inference_mode():
             out = self.model.generate(**batch, generation_config=self.generation_config)
         prompt_len = batch["input_ids"].shape[1]

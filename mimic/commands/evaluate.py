@@ -209,7 +209,8 @@ def _launch(o: EvalOptions, settings) -> int:
 @dataclass
 class ReportOptions:
     out: str = opt(help="Output folder for report.md and the PNG plots.", metavar="DIR")
-    runs: list[str] = opt([], help="Run folders written by `mimic eval`.", positional=True, metavar="RUN")
+    runs: list[str] = opt([], help="Run folders written by `mimic eval`, and folders written by `mimic diagnose` "
+                          "(a Diagnostics section).", positional=True, metavar="RUN")
     labels: list[str] = opt([], help="Names of the runs in the report, in order (default: each run's label).")
     title: str = opt("MIMIC evaluation report", help="Title of report.md.")
     bootstrap: int | None = opt(None, help="Recompute the scores from predictions.jsonl with this many bootstrap "
@@ -251,10 +252,20 @@ def run_report_command(o: ReportOptions) -> int:
         if o.bootstrap < 0:
             raise ConfigError(f"--bootstrap must be 0 (no intervals) or more, got {o.bootstrap}")
         aggregate = AggregateSettings(resamples=o.bootstrap, seed=o.bootstrap_seed)
-    runs = [load_results(run, aggregate) for run in o.runs]
+    from mimic.eval.diagnostics.report import is_diagnostic, write_diagnostics
+
+    # folders written by `mimic diagnose` become a Diagnostics section instead of runs
+    diagnostics = [run for run in o.runs if is_diagnostic(run)]
+    runs = [load_results(run, aggregate) for run in o.runs if not is_diagnostic(run)]
     if o.labels and len(o.labels) != len(runs):
         raise ConfigError(f"--labels gives {len(o.labels)} names for {len(runs)} runs")
-    paths = write_report(runs, o.out, labels=o.labels or None, title=o.title)
-    print(table4_markdown(runs, o.labels or None)[1])
-    print(f"\nwrote {', '.join(str(p) for p in paths.values())}")
+    written: list = []
+    if runs:
+        paths = write_report(runs, o.out, labels=o.labels or None, title=o.title)
+        print(table4_markdown(runs, o.labels or None)[1])
+        written += list(paths.values())
+    if diagnostics:
+        report = write_diagnostics(diagnostics, o.out, o.title, append=bool(runs))
+        written += [] if runs else [report]
+    print(f"\nwrote {', '.join(str(p) for p in written)}")
     return 0

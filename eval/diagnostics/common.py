@@ -1,0 +1,114 @@
+"""Pieces shared by the diagnostics: the `hf:` adapter they need, row selection, JSON and plot output."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from mimic.errors import ConfigError
+from mimic.eval.api import Request, parse_model_spec
+
+__all__ = ["Selection", "hf_target", "parse_where", "requests_of", "save_figure", "select_rows", "write_json"]
+
+
+def hf_target(spec: str, analysis: str) -> str:
+    """The checkpoint of an `hf:` spec; the diagnostics look inside the model, which only `hf:` allows."""
+    name, target = parse_model_spec(spec)
+    if name != "hf" or not target:
+        raise ConfigError(f"--model {spec}: `mimic diagnose {analysis}` needs an hf:<checkpoint> model "
+                          "(it reads or changes the model's internals)")
+    return target
+
+
+def parse_where(items: Sequence[str]) -> dict[str, list[str]]:
+    """`["num_images=10", "num_query_images=3,4"]` -> {"num_images": ["10"], "num_query_images": ["3", "4"]}."""
+    where: dict[str, list[str]] = {}
+    for item in items:
+        col, sep, values = item.partition("=")
+        if not sep or not col or not values:
+            raise ConfigError(f"--where {item!r}: expected COLUMN=VALUE[,VALUE...]")
+        where.setdefault(col.strip(), []).extend(v.strip() for v in values.split(","))
+    return where
+
+
+@dataclass
+class Selection:
+    """The rows of one config that an analysis runs on: the dataset (for images) and their row indices."""
+
+    config: str
+    dataset: Any
+    rows: list[dict]
+    indices: list[int]
+
+
+def select_rows(data: str, configs: Sequence[str], split: str, limit: int | None, where: Mapping[str, Sequence[str]],
+                cache_dir: str | None) -> list[Selection]:
+    """The first `limit` rows of each config that match `where`; ConfigError when no row matches at all."""
+    from mimic.eval.data import load_config, resolve_configs, row_metadata
+    from mimic.eval.runner import row_matches
+
+    out = []
+    for config in resolve_configs(data, list(configs)):
+        ds = load_config(data, config, split, cache_dir)
+        rows = row_metadata(ds)
+        idx = [i for i, r in enumerate(rows) if row_matches(r, where)][:limit]
+        if idx:
+            out.append(Selection(config, ds, rows, idx))
+    if not out:
+        shown = " ".join(f"{k}={','.join(v)}" for k, v in where.items())
+        raise ConfigError(f"{data}: no row of the configs {list(configs) or 'all'} matches --where {shown}")
+    return out
+
+
+def requests_of(sel: Selection, indices: Sequence[int]) -> Iterator[Request]:
+    images = sel.dataset.select_columns(["images"])[list(indices)]["images"]
+    for i, ims in zip(indices, images, strict=True):
+        row = sel.rows[i]
+        yield Request(id=row["id"], config=sel.config, task=row["task"], question=row["question"], images=ims,
+                      sample=row)
+
+
+def write_json(path: str | Path, data: Any) -> Path:
+    from mimic.eval.runner import write_json_atomic
+
+    write_json_atomic(path, data)
+    return Path(path)
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    """The complete lines of a diagnostics log (a line cut off by an interruption is dropped)."""
+    if not path.exists():
+        return []
+    out = []
+    for line in path.read_text().splitlines():
+        try:
+            out.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return out
+
+
+def append_jsonl(path: Path, record: Mapping) -> None:
+    import os
+
+    with open(path, "a") as f:
+        f.write(json.dumps(record) + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def new_figure(width: float, height: float):
+    from matplotlib.figure import Figure
+
+    return Figure(figsize=(width, height), layout="constrained")
+
+
+def save_figure(fig, path: str | Path) -> Path:
+    from mimic.atomic import atomic_path
+
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=120)
+    return Path(path)

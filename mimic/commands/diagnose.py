@@ -1,0 +1,245 @@
+"""`mimic diagnose ...`: the paper's controlled analyses (`mimic.eval.diagnostics`)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+from mimic.cli import command, opt
+from mimic.errors import ConfigError
+
+__all__ = ["AttentionOptions", "PoolingOptions", "StitchOptions"]
+
+_DTYPES = ["auto", "float32", "bfloat16", "float16"]
+
+
+@dataclass
+class _Common:
+    data: str = opt(help="Benchmark: a Hub-layout folder (mimic build ...) or a Hub dataset id.", metavar="DIR_OR_ID")
+    model: str = opt(help="Model spec: hf:<model id or path> (LLaVA-OneVision; Qwen2-VL/InternVL where the "
+                     "analysis allows).", metavar="SPEC")
+    out: str = opt(help="Output folder: the analysis's JSON file and plots (rerun to resume).", metavar="DIR")
+    configs: list[str] = opt([], help="Configs to use (default: the analysis's paper setting, else every config).")
+    where: list[str] = opt([], help="Control filter, COLUMN=VALUE[,VALUE...] (repeatable in one flag), e.g. "
+                           "num_images=10 num_query_images=3; only matching rows are used.")
+    split: str = opt("test", help="Dataset split.")
+    overwrite: bool = opt(False, help="Discard earlier results in --out instead of resuming.")
+    cache_dir: str | None = opt(None, help="Where `datasets` caches the data as arrow files.", metavar="DIR")
+    dtype: str | None = opt(None, help="Weights dtype; auto = bfloat16 on CUDA when supported, float32 on CPU.",
+                            choices=_DTYPES)
+    device: str | None = opt(None, help="Device (auto, cpu, cuda, cuda:1, ...).")
+    revision: str | None = opt(None, help="Hub revision of the checkpoint.")
+    progress: bool = opt(True, help="Show a progress bar.")
+
+
+@dataclass
+class _Scored(_Common):
+    limit: int | None = opt(None, help="Use only the first N matching rows of each config.")
+    batch_size: int = opt(8, help="Samples per generate call.")
+    max_new_tokens: int | None = opt(None, help="Most tokens per answer (default 64).")
+    attn_implementation: str | None = opt(None, help="Attention kernel (sdpa, eager, flash_attention_2).")
+    bootstrap: int = opt(1000, help="Bootstrap resamples per confidence interval (0: none).")
+    bootstrap_seed: int = opt(0, help="Seed of the bootstrap resamples.")
+
+
+def _options(o) -> dict:
+    keys = ("dtype", "device", "revision", "max_new_tokens", "attn_implementation")
+    return {k: getattr(o, k) for k in keys if getattr(o, k, None) is not None}
+
+
+def _where(o, default: dict | None = None) -> dict:
+    from mimic.eval.diagnostics.common import parse_where
+
+    return parse_where(o.where) if o.where else dict(default or {})
+
+
+def _check_scored(o: _Scored) -> None:
+    for flag, value in (("--limit", o.limit), ("--batch-size", o.batch_size)):
+        if value is not None and value < 1:
+            raise ConfigError(f"{flag} must be at least 1, got {value}")
+    if o.bootstrap < 0:
+        raise ConfigError(f"--bootstrap must be 0 (no intervals) or more, got {o.bootstrap}")
+
+
+# The paper's Fig. 3 setting: counting with 3 query images among 10.
+POOLING_CONFIGS = ["counting_unbalanced"]
+POOLING_WHERE = {"num_query_images": ["3"], "num_images": ["10"]}
+
+
+@dataclass
+class PoolingOptions(_Scored):
+    factors: list[int] = opt([1, 2, 4, 8, 16], help="Pooling factors f.")
+    arms: list[str] = opt(["tokens", "pixels"], help="tokens: 1-D pooling of vision tokens (shorter sequence); "
+                          "pixels: the control (down- and upsampling by sqrt(f) per side, same length).")
+
+
+@command("diagnose pooling", PoolingOptions)
+def run_pooling_command(o: PoolingOptions) -> int:
+    """Fig. 3: accuracy as vision tokens are pooled by f, against a pixel-space control of the same f.
+
+    Every (arm, f) is an eval run under OUT/<arm>-f<f> (resumable); OUT/pooling.json holds accuracy with
+    bootstrap intervals and the vision tokens per factor, OUT/pooling.png the plot. Default data: the paper's
+    setting, counting_unbalanced rows with 3 query images among 10 (--configs/--where change it). Example:
+
+      mimic diagnose pooling --data bench --model hf:llava-hf/llava-onevision-qwen2-0.5b-ov-hf --out diag/pooling
+    """
+    from mimic.eval.diagnostics.pooling import PoolingSettings, run_pooling
+
+    _check_scored(o)
+    configs = o.configs or (POOLING_CONFIGS if not o.where else [])
+    where = _where(o, POOLING_WHERE if not o.configs else None)
+    summary = run_pooling(PoolingSettings(
+        data=o.data, model=o.model, out=o.out, configs=configs, where=where, factors=o.factors, arms=o.arms,
+        limit=o.limit, batch_size=o.batch_size, split=o.split, model_options=_options(o), cache_dir=o.cache_dir,
+        progress=o.progress, overwrite=o.overwrite, bootstrap=o.bootstrap, bootstrap_seed=o.bootstrap_seed))
+    for arm, entries in summary["arms"].items():
+        for e in entries:
+            scores = ", ".join(f"{c} {100 * s['score']:.1f}" for c, s in e["configs"].items() if s["score"] is not None)
+            print(f"{arm:<7} f={e['factor']:<3} tokens/image {e['vision_tokens_per_image']:.0f}  {scores}")
+    print(f"\nwrote {os.path.join(o.out, 'pooling.json')}, {os.path.join(o.out, 'pooling.png')}")
+    return 0
+
+
+@dataclass
+class AttentionOptions(_Common):
+    samples: int = opt(50, help="Samples to average over (the paper: 50), the first matching ones with 2+ images.")
+    heatmap_layers: list[int] = opt([], help="Layers drawn as image-by-image heatmaps (default: first, middle, "
+                                    "last).")
+
+
+@command("diagnose attention", AttentionOptions)
+def run_attention_command(o: AttentionOptions) -> int:
+    """Fig. 4/9: vision-to-vision attention per layer, split into inter- and intra-image mass.
+
+    Eager attention, one sample per forward pass; OUT/attention_samples.jsonl grows by one line per sample
+    (resumable), OUT/attention.json holds per layer `layer`, `inter`, `intra` and the image-by-image matrix,
+    OUT/attention_by_layer.png and OUT/attention_heatmaps.png plot them. Default data: rows with 4 images
+    (the paper's Fig. 4; --where num_images=6 gives Fig. 9). Example:
+
+      mimic diagnose attention --data bench --model hf:llava-hf/llava-onevision-qwen2-0.5b-ov-hf --out diag/attn
+    """
+    from mimic.eval.diagnostics.attention import AttentionSettings, run_attention
+
+    if o.samples < 1:
+        raise ConfigError(f"--samples must be at least 1, got {o.samples}")
+    where = _where(o, {"num_images": ["4"]} if not o.configs else None)
+    summary = run_attention(AttentionSettings(
+        data=o.data, model=o.model, out=o.out, configs=o.configs, where=where, samples=o.samples, split=o.split,
+        heatmap_layers=o.heatmap_layers, model_options=_options(o), cache_dir=o.cache_dir, progress=o.progress,
+        overwrite=o.overwrite))
+    print("layer  inter  intra")
+    for e in summary["layers"]:
+        print(f"{e['layer']:>5}  {100 * e['inter']:5.1f}  {100 * e['intra']:5.1f}")
+    print(f"\nwrote {os.path.join(o.out, 'attention.json')} and plots beside it ({summary['samples']} samples)")
+    return 0
+
+
+@dataclass
+class StitchOptions(_Scored):
+    tile_size: int | None = opt(None, help="Side of each image's cell in the composite (default: the paper's: "
+                                "LLaVA-OV's crop size, 384; 484 for Qwen2-VL and InternVL).")
+
+
+@command("diagnose stitch", StitchOptions)
+def run_stitch_command(o: StitchOptions) -> int:
+    """Table 6: each sample's images stitched into one grid composite vs the multi-image input.
+
+    Two eval runs (OUT/multi, OUT/stitched; resumable); OUT/stitch.json sets their scores side by side per
+    config with the mean vision tokens of each arm, OUT/stitch.png plots them. Example:
+
+      mimic diagnose stitch --data bench --model hf:llava-hf/llava-onevision-qwen2-0.5b-ov-hf --out diag/stitch
+    """
+    from mimic.eval.diagnostics.stitch import StitchSettings, run_stitch
+
+    _check_scored(o)
+    summary = run_stitch(StitchSettings(
+        data=o.data, model=o.model, out=o.out, configs=o.configs, where=_where(o), tile_size=o.tile_size,
+        limit=o.limit, batch_size=o.batch_size, split=o.split, model_options=_options(o), cache_dir=o.cache_dir,
+        progress=o.progress, overwrite=o.overwrite, bootstrap=o.bootstrap, bootstrap_seed=o.bootstrap_seed))
+    print(summary["table6"])
+    print(f"\nwrote {os.path.join(o.out, 'stitch.json')}, {os.path.join(o.out, 'stitch.png')}")
+    return 0
+
+
+@dataclass
+class AnswerAttentionOptions:
+    data: str = opt(help="Benchmark: a Hub-layout folder (mimic build ...) or a Hub dataset id.", metavar="DIR_OR_ID")
+    model: list[str] = opt(help="One or more hf: models drawn side by side (e.g. a base and a fine-tuned one).",
+                           metavar="SPEC")
+    out: str = opt(help="Output folder: answer_attention.json and answer_attention.png (rerun to resume).",
+                   metavar="DIR")
+    configs: list[str] = opt([], help="Configs to take samples from (default: every config).")
+    where: list[str] = opt([], help="Control filter, COLUMN=VALUE[,VALUE...]; only matching rows are used.")
+    samples: int = opt(4, help="How many samples (the first matching ones with 2+ images).")
+    layer: int = opt(15, help="Language-model layer whose attention is drawn (the paper: 15).")
+    split: str = opt("test", help="Dataset split.")
+    max_new_tokens: int | None = opt(None, help="Most tokens per answer (default 64).")
+    overwrite: bool = opt(False, help="Discard earlier results in --out instead of resuming.")
+    cache_dir: str | None = opt(None, help="Where `datasets` caches the data as arrow files.", metavar="DIR")
+    dtype: str | None = opt(None, help="Weights dtype; auto = bfloat16 on CUDA when supported, float32 on CPU.",
+                            choices=_DTYPES)
+    device: str | None = opt(None, help="Device (auto, cpu, cuda, cuda:1, ...).")
+    revision: str | None = opt(None, help="Hub revision of the checkpoints.")
+    progress: bool = opt(True, help="Show a progress bar.")
+
+
+@command("diagnose answer-attention", AnswerAttentionOptions)
+def run_answer_attention_command(o: AnswerAttentionOptions) -> int:
+    """Fig. 5: attention from the generated answer to each image's patches at one layer, models side by side.
+
+    Example (a base model and a fine-tuned one):
+
+      mimic diagnose answer-attention --data bench --model hf:llava-hf/llava-onevision-qwen2-0.5b-ov-hf \\
+          hf:runs/masked-lora --configs counting_balanced --samples 4 --layer 15 --out diag/answer
+    """
+    from mimic.eval.diagnostics.answer_attention import AnswerAttentionSettings, run_answer_attention
+
+    if o.samples < 1:
+        raise ConfigError(f"--samples must be at least 1, got {o.samples}")
+    summary = run_answer_attention(AnswerAttentionSettings(
+        data=o.data, models=o.model, out=o.out, configs=o.configs, where=_where(o), samples=o.samples,
+        layer=o.layer, split=o.split, model_options=_options(o), cache_dir=o.cache_dir, progress=o.progress,
+        overwrite=o.overwrite))
+    for spec, per_sample in summary["models"].items():
+        for sid, e in per_sample.items():
+            shares = " ".join(f"{100 * m:.1f}" for m in e["mass"])
+            print(f"{spec}  {sid}  answer {e['answer']!r}  image shares % {shares}")
+    print(f"\nwrote {os.path.join(o.out, 'answer_attention.json')}, {os.path.join(o.out, 'answer_attention.png')}")
+    return 0
+
+
+@dataclass
+class SweepOptions:
+    data: str = opt(help="Benchmark: a Hub-layout folder (mimic build ...) or a Hub dataset id.", metavar="DIR_OR_ID")
+    out: str = opt(help="Output folder: the twin benchmark folder(s) and sweep.json.", metavar="DIR")
+    variant: str = opt(help="position: query images moved first/middle/last (OUT/first, OUT/middle, OUT/last); "
+                       "distractors: the same query images with 0..K of the row's distractors (one folder).",
+                       choices=["position", "distractors"])
+    configs: list[str] = opt([], help="Configs to sweep (default: every Counting and Listing config).")
+    where: list[str] = opt([], help="Control filter, COLUMN=VALUE[,VALUE...]; only matching rows are used.")
+    limit: int | None = opt(None, help="Use only the first N usable rows of each config.")
+    max_distractors: int | None = opt(None, help="distractors: the largest k (default: all of a row's).")
+    split: str = opt("test", help="Dataset split.")
+    cache_dir: str | None = opt(None, help="Where `datasets` caches the data as arrow files.", metavar="DIR")
+
+
+@command("diagnose sweep", SweepOptions)
+def run_sweep_command(o: SweepOptions) -> int:
+    """Matched controls: twin benchmark folders with the target images moved, or distractors dropped.
+
+    Every twin is verified against its source row. Evaluate the folders with `mimic eval` and compare with
+    `mimic report` (position: one run per folder; distractors: the num_distractors breakdown). Example:
+
+      mimic diagnose sweep --data bench --variant position --configs counting_unbalanced --out sweeps/position
+      for p in first middle last; do mimic eval --data sweeps/position/$p --model hf:M --out runs/pos-$p; done
+    """
+    from mimic.eval.diagnostics.sweeps import run_sweep
+
+    if o.limit is not None and o.limit < 1:
+        raise ConfigError(f"--limit must be at least 1, got {o.limit}")
+    summary = run_sweep(o.data, o.out, o.variant, configs=o.configs, where=_where(o), limit=o.limit,
+                        max_distractors=o.max_distractors, split=o.split, cache_dir=o.cache_dir)
+    for folder, per_config in summary["rows"].items():
+        print(f"{folder}: " + ", ".join(f"{c} {n} rows" for c, n in per_config.items()))
+    print(f"\nwrote {', '.join(summary['folders'])} and {os.path.join(o.out, 'sweep.json')}")
+    return 0
