@@ -207,14 +207,8 @@ def run_attention(settings: AttentionSettings) -> dict:
     """Run (or resume) the analysis; writes attention_samples.jsonl, attention.json and the plots."""
     from tqdm.auto import tqdm
 
-    from mimic.eval.diagnostics.common import (
-        append_jsonl,
-        hf_target,
-        read_jsonl,
-        requests_of,
-        select_rows,
-        write_json,
-    )
+    from mimic.eval.diagnostics.common import hf_target, requests_of, select_rows, write_json
+    from mimic.eval.predictions import PredictionWriter, read_predictions
 
     hf_target(settings.model, "attention")
     selections = select_rows(settings.data, settings.configs, settings.split, None, settings.where,
@@ -229,12 +223,13 @@ def run_attention(settings: AttentionSettings) -> dict:
     identity = {"model": settings.model, "options": settings.model_options}
     if settings.overwrite:
         log.unlink(missing_ok=True)
-    done = {r["id"]: r for r in read_jsonl(log)}
+    done = {r["id"]: r for r in read_predictions(log)}
     for r in done.values():
         if r.get("identity") != identity:
             raise ConfigError(f"{out} holds attention of another model or options; use another --out or --overwrite")
     pending = [(sel, i) for sel, i in chosen if sel.rows[i]["id"] not in done]
     adapter = _load_eager(settings.model, settings.model_options) if pending else None
+    writer = PredictionWriter(log) if pending else None  # drops a line cut off by an interruption
     try:
         bar = tqdm(total=len(pending), desc="diagnose attention", unit="sample", disable=not settings.progress)
         for sel, i in pending:
@@ -248,11 +243,13 @@ def run_attention(settings: AttentionSettings) -> dict:
             record = {"id": request.id, "config": sel.config, "num_images": int(ids.max()) + 1,
                       "tokens": int(batch["input_ids"].shape[1]), "image_tokens": int((ids >= 0).sum()),
                       "identity": identity, "layers": layers}
-            append_jsonl(log, record)
+            writer.write_batch([record])
             done[request.id] = record
             bar.update(1)
         bar.close()
     finally:
+        if writer is not None:
+            writer.close()
         if adapter is not None:
             adapter.close()
     samples = [done[sel.rows[i]["id"]] for sel, i in chosen]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,7 +10,8 @@ from typing import Any
 from mimic.errors import ConfigError
 from mimic.eval.api import Request, parse_model_spec
 
-__all__ = ["Selection", "hf_target", "parse_where", "requests_of", "save_figure", "select_rows", "write_json"]
+__all__ = ["Selection", "hf_target", "parse_where", "requests_of", "run_arm", "save_figure", "select_rows",
+           "write_json"]
 
 
 def hf_target(spec: str, analysis: str) -> str:
@@ -78,26 +78,24 @@ def write_json(path: str | Path, data: Any) -> Path:
     return Path(path)
 
 
-def read_jsonl(path: Path) -> list[dict]:
-    """The complete lines of a diagnostics log (a line cut off by an interruption is dropped)."""
-    if not path.exists():
-        return []
-    out = []
-    for line in path.read_text().splitlines():
-        try:
-            out.append(json.loads(line))
-        except json.JSONDecodeError:
-            continue
-    return out
+def run_arm(settings: Any, adapter: Any, run_dir: Path, label: str) -> tuple[dict, list[dict]]:
+    """One arm of a scored analysis as an ordinary, resumable `mimic eval` run in `run_dir` with `adapter`
+    (closed afterwards); `settings` carries the eval options every scored analysis shares. Returns the run's
+    results and its prediction records."""
+    from mimic.eval.aggregate import AggregateSettings
+    from mimic.eval.predictions import read_predictions
+    from mimic.eval.runner import PREDICTIONS_FILE, EvalSettings, run_eval
 
-
-def append_jsonl(path: Path, record: Mapping) -> None:
-    import os
-
-    with open(path, "a") as f:
-        f.write(json.dumps(record) + "\n")
-        f.flush()
-        os.fsync(f.fileno())
+    try:
+        results = run_eval(EvalSettings(
+            data=settings.data, model=settings.model, out=str(run_dir), configs=list(settings.configs),
+            limit=settings.limit, batch_size=settings.batch_size, split=settings.split, label=label,
+            overwrite=settings.overwrite, progress=settings.progress,
+            aggregate=AggregateSettings(resamples=settings.bootstrap, seed=settings.bootstrap_seed),
+            cache_dir=settings.cache_dir, where=settings.where), model=adapter)
+    finally:
+        adapter.close()
+    return results, read_predictions(Path(run_dir) / PREDICTIONS_FILE)
 
 
 def new_figure(width: float, height: float):

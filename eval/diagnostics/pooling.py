@@ -182,11 +182,8 @@ class PoolingSettings:
 
 def run_pooling(settings: PoolingSettings) -> dict:
     """Run (or resume) every (arm, factor) eval, then write pooling.json and pooling.png."""
-    from mimic.eval.aggregate import AggregateSettings
     from mimic.eval.api import create_model
-    from mimic.eval.diagnostics.common import hf_target, select_rows, write_json
-    from mimic.eval.predictions import read_predictions
-    from mimic.eval.runner import PREDICTIONS_FILE, EvalSettings, run_eval
+    from mimic.eval.diagnostics.common import hf_target, run_arm, select_rows, write_json
 
     target = hf_target(settings.model, "pooling")
     bad = [a for a in settings.arms if a not in ARMS]
@@ -202,16 +199,7 @@ def run_pooling(settings: PoolingSettings) -> dict:
         for f in sorted(set(settings.factors)):
             run_dir = out / f"{arm}-f{f}"
             adapter = PooledHFModel(target, base.options, arm=arm, factor=f)
-            try:
-                results = run_eval(EvalSettings(
-                    data=settings.data, model=settings.model, out=str(run_dir), configs=list(settings.configs),
-                    limit=settings.limit, batch_size=settings.batch_size, split=settings.split,
-                    label=f"{arm} f={f}", overwrite=settings.overwrite, progress=settings.progress,
-                    aggregate=AggregateSettings(resamples=settings.bootstrap, seed=settings.bootstrap_seed),
-                    cache_dir=settings.cache_dir, where=settings.where), model=adapter)
-            finally:
-                adapter.close()
-            records = read_predictions(run_dir / PREDICTIONS_FILE)
+            results, records = run_arm(settings, adapter, run_dir, label=f"{arm} f={f}")
             tokens = [r["info"]["image_tokens"] for r in records if "image_tokens" in r.get("info", {})]
             per_config = {name: {"n": s["n"], "metric": s["metric"], "score": s["score"], "ci_low": s["ci_low"],
                                  "ci_high": s["ci_high"]} for name, s in results["configs"].items()}

@@ -132,12 +132,9 @@ def _arm_summary(results: dict, records: list[dict]) -> dict:
 
 def run_stitch(settings: StitchSettings) -> dict:
     """Run (or resume) both arms, then write stitch.json and stitch.png."""
-    from mimic.eval.aggregate import AggregateSettings
     from mimic.eval.api import create_model
-    from mimic.eval.diagnostics.common import hf_target, select_rows, write_json
-    from mimic.eval.predictions import read_predictions
+    from mimic.eval.diagnostics.common import hf_target, run_arm, select_rows, write_json
     from mimic.eval.report import format_pct
-    from mimic.eval.runner import PREDICTIONS_FILE, EvalSettings, run_eval
 
     target = hf_target(settings.model, "stitch")
     if settings.tile_size is not None and settings.tile_size < 1:
@@ -148,16 +145,7 @@ def run_stitch(settings: StitchSettings) -> dict:
     arms = {}
     for arm, adapter in (("multi", HFModel(target, base.options)),
                          ("stitched", StitchedHFModel(target, base.options, tile=settings.tile_size))):
-        try:
-            results = run_eval(EvalSettings(
-                data=settings.data, model=settings.model, out=str(out / arm), configs=list(settings.configs),
-                limit=settings.limit, batch_size=settings.batch_size, split=settings.split, label=arm,
-                overwrite=settings.overwrite, progress=settings.progress,
-                aggregate=AggregateSettings(resamples=settings.bootstrap, seed=settings.bootstrap_seed),
-                cache_dir=settings.cache_dir, where=settings.where), model=adapter)
-        finally:
-            adapter.close()
-        arms[arm] = _arm_summary(results, read_predictions(out / arm / PREDICTIONS_FILE))
+        arms[arm] = _arm_summary(*run_arm(settings, adapter, out / arm, label=arm))
     configs = list(arms["multi"])
     table = {c: {"multi": arms["multi"][c], "stitched": arms["stitched"].get(c)} for c in configs}
     header = "| model | " + " | ".join(configs) + " |"
