@@ -47,7 +47,7 @@ from typing import Any
 
 import orjson
 
-from mimic.atomic import atomic_path
+from mimic.atomic import atomic_path, write_json
 from mimic.errors import ConfigError, DataError, MimicError
 from mimic.eval.aggregate import AggregateSettings, summarize_run
 from mimic.eval.api import MODELS, ModelAdapter, Request, create_model, parse_model_spec
@@ -69,7 +69,6 @@ __all__ = [
     "row_matches",
     "load_results",
     "run_eval",
-    "write_json_atomic",
 ]
 
 logger = logging.getLogger(__name__)
@@ -133,13 +132,6 @@ def default_label(spec: str) -> str:
     return spec
 
 
-def write_json_atomic(path: str | os.PathLike, data: Any) -> None:
-    """Write `data` as JSON atomically and durably (`mimic.atomic.atomic_path`)."""
-    with atomic_path(path) as tmp, open(tmp, "w") as f:
-        json.dump(data, f, indent=2, sort_keys=False, allow_nan=False)
-        f.write("\n")
-
-
 def read_json(path: str | os.PathLike) -> Any:
     """A JSON file of a run folder; DataError naming it when it is not valid JSON."""
     try:
@@ -181,7 +173,7 @@ def _start_run_folder(out: Path, identity: dict, overwrite: bool) -> dict:
             )
         return run
     run = {"identity": identity, "created": _now()}
-    write_json_atomic(run_path, run)
+    write_json(run_path, run)
     return run
 
 
@@ -443,7 +435,7 @@ def run_eval(settings: EvalSettings, model: ModelAdapter | None = None) -> dict:
         def finish() -> dict:
             records = _merge(out, identity, plans)
             results = _results(settings, model, run, plans, records)
-            write_json_atomic(out / RESULTS_FILE, results)
+            write_json(out / RESULTS_FILE, results)
             return results
 
         return ranks.share(finish)

@@ -11,13 +11,15 @@ umask), so outputs on a shared machine are as readable as any other file there. 
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
-__all__ = ["atomic_path", "fsync_dir", "make_temp_dir"]
+__all__ = ["atomic_path", "fsync_dir", "make_temp_dir", "write_json"]
 
 _ATTEMPTS = 100
 
@@ -97,3 +99,13 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         tmp.unlink(missing_ok=True)
         raise
     fsync_dir(path.parent)
+
+
+def write_json(path: str | os.PathLike, data: Any, **dump_kwargs: Any) -> Path:
+    """Write `data` as indented JSON with a final newline, atomically and durably. NaN and infinities are
+    refused unless `allow_nan=True` (they are not JSON); other `dump_kwargs` go to `json.dump` too."""
+    dump_kwargs.setdefault("allow_nan", False)
+    with atomic_path(path) as tmp, open(tmp, "w") as f:
+        json.dump(data, f, indent=2, **dump_kwargs)
+        f.write("\n")
+    return Path(path)

@@ -17,11 +17,11 @@ rank/alpha/dropout). After training the output folder holds the model (or the Lo
 
 from __future__ import annotations
 
-import json
 import logging
 import sys
 from pathlib import Path
 
+from mimic.atomic import write_json
 from mimic.train_trl.config import DEFAULT_MODEL, MimicTrainArguments, lora_target_regex
 from mimic.train_trl.masking import (
     MASK_FILE,
@@ -166,10 +166,10 @@ def main(argv: list[str] | None = None) -> Path:
     trainer.save_model(str(out))  # the LoRA adapter (+ projector) with PEFT, else the whole model
     if trainer.accelerator.is_main_process:
         processor.save_pretrained(out)
-        (out / MASK_FILE).write_text(json.dumps(spec.to_dict() if spec else None, indent=2) + "\n")
+        write_json(out / MASK_FILE, spec.to_dict() if spec else None)
         summary = training_summary(trainer, result, script_args, training_args, model_args, spec, effective_batch,
                                    num_rows=len(dataset))
-        (out / TRAINING_FILE).write_text(json.dumps(summary, indent=2, default=str) + "\n")
+        write_json(out / TRAINING_FILE, summary, default=str, allow_nan=True)  # a diverged run still reports
         write_model_card(out, summary, template=script_args.model_card_template)
         logger.info("saved %s to %s", "adapter" if model_args.use_peft else "model", out)
     return out

@@ -107,8 +107,9 @@ def run_answer_attention(settings: AnswerAttentionSettings) -> dict:
     """Run (or resume: finished (model, sample) pairs are kept in answer_attention.json) and plot."""
     from tqdm.auto import tqdm
 
+    from mimic.atomic import write_json
     from mimic.eval.diagnostics.attention import _load_eager
-    from mimic.eval.diagnostics.common import hf_target, requests_of, select_rows, write_json
+    from mimic.eval.diagnostics.common import hf_target, requests_of, select_rows
 
     if not settings.models:
         raise ConfigError("--model: give one or more hf: models")

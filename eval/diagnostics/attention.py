@@ -207,7 +207,8 @@ def run_attention(settings: AttentionSettings) -> dict:
     """Run (or resume) the analysis; writes attention_samples.jsonl, attention.json and the plots."""
     from tqdm.auto import tqdm
 
-    from mimic.eval.diagnostics.common import hf_target, requests_of, select_rows, write_json
+    from mimic.atomic import write_json
+    from mimic.eval.diagnostics.common import hf_target, requests_of, select_rows
     from mimic.eval.predictions import PredictionWriter, read_predictions
 
     hf_target(settings.model, "attention")

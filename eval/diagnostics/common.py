@@ -10,8 +10,7 @@ from typing import Any
 from mimic.errors import ConfigError
 from mimic.eval.api import Request, parse_model_spec
 
-__all__ = ["Selection", "hf_target", "parse_where", "requests_of", "run_arm", "save_figure", "select_rows",
-           "write_json"]
+__all__ = ["Selection", "hf_target", "parse_where", "requests_of", "run_arm", "save_figure", "select_rows"]
 
 
 def hf_target(spec: str, analysis: str) -> str:
@@ -69,13 +68,6 @@ def requests_of(sel: Selection, indices: Sequence[int]) -> Iterator[Request]:
         row = sel.rows[i]
         yield Request(id=row["id"], config=sel.config, task=row["task"], question=row["question"], images=ims,
                       sample=row)
-
-
-def write_json(path: str | Path, data: Any) -> Path:
-    from mimic.eval.runner import write_json_atomic
-
-    write_json_atomic(path, data)
-    return Path(path)
 
 
 def run_arm(settings: Any, adapter: Any, run_dir: Path, label: str) -> tuple[dict, list[dict]]:

@@ -182,8 +182,9 @@ class PoolingSettings:
 
 def run_pooling(settings: PoolingSettings) -> dict:
     """Run (or resume) every (arm, factor) eval, then write pooling.json and pooling.png."""
+    from mimic.atomic import write_json
     from mimic.eval.api import create_model
-    from mimic.eval.diagnostics.common import hf_target, run_arm, select_rows, write_json
+    from mimic.eval.diagnostics.common import hf_target, run_arm, select_rows
 
     target = hf_target(settings.model, "pooling")
     bad = [a for a in settings.arms if a not in ARMS]

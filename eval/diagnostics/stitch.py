@@ -132,8 +132,9 @@ def _arm_summary(results: dict, records: list[dict]) -> dict:
 
 def run_stitch(settings: StitchSettings) -> dict:
     """Run (or resume) both arms, then write stitch.json and stitch.png."""
+    from mimic.atomic import write_json
     from mimic.eval.api import create_model
-    from mimic.eval.diagnostics.common import hf_target, run_arm, select_rows, write_json
+    from mimic.eval.diagnostics.common import hf_target, run_arm, select_rows
     from mimic.eval.report import format_pct
 
     target = hf_target(settings.model, "stitch")

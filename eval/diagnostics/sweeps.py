@@ -121,7 +121,8 @@ def run_sweep(data: str, out: str, variant: str, configs: Sequence[str] = (), wh
               limit: int | None = None, max_distractors: int | None = None, split: str = "test",
               cache_dir: str | None = None) -> dict:
     """Write the twin folder(s) of `variant` ("position" or "distractors"); returns sweep.json's content."""
-    from mimic.eval.diagnostics.common import select_rows, write_json
+    from mimic.atomic import write_json
+    from mimic.eval.diagnostics.common import select_rows
 
     if variant not in ("position", "distractors"):
         raise ConfigError(f"--variant must be position or distractors, got {variant!r}")
