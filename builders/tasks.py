@@ -149,14 +149,19 @@ def listing(picker: ImagePicker, rng: np.random.Generator, cell: dict, config: s
     n = cell["num_images"]
     s = cell.get("spread") or int(rng.integers(1, n + 1))
     m = cell.get("num_answer_classes")
-    pool = []
-    for name, members in sorted(listing_categories(idx, bool(cell.get("include_catch_all"))).items()):
-        ids = frozenset(idx.class_to_id[x] for x in members)
-        filed = picker.memo(
-            ("filed_under", name), lambda name=name: frozenset(idx.class_to_id[x] for x in filed_under(idx, name))
-        )
-        if len(ids) >= 2 and len(picker.usable_for_category(name, ids, filed)) >= s:
-            pool.append((name, ids, filed))
+    include_catch_all = bool(cell.get("include_catch_all"))
+
+    def categories_with_room() -> list[tuple[str, frozenset[int], frozenset[int]]]:
+        pool = []
+        for name, members in sorted(listing_categories(idx, include_catch_all).items()):
+            ids = frozenset(idx.class_to_id[x] for x in members)
+            filed = frozenset(idx.class_to_id[x] for x in filed_under(idx, name))
+            if len(ids) >= 2 and len(picker.usable_for_category(name, ids, filed)) >= s:
+                pool.append((name, ids, filed))
+        return pool
+
+    # The same for every sample of a spread: built once per picker, not on every draw.
+    pool = picker.memo(("listing_pool", include_catch_all, s), categories_with_room)
     if not pool:
         raise InfeasibleError(
             f"{config}: no category (with >= 2 classes) has {s} usable images, i.e. images eligible for every "
