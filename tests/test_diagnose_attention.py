@@ -13,10 +13,10 @@ from PIL import Image
 from mimic.eval.diagnostics.attention import (
     AttentionSettings,
     attention_stats,
-    image_ids_for,
     run_attention,
     sample_attention,
 )
+from mimic.eval.families import FAMILIES
 from mimic.tiny import tiny_llava_onevision
 from mimic.train_trl.masking import enable_image_masking
 
@@ -64,14 +64,16 @@ def test_stats_normalise_and_follow_the_causal_mask():
 def test_masking_zeroes_inter_image_attention_in_its_layers_only():
     model, processor = tiny_llava_onevision(seed=0, num_layers=4, attn_implementation="eager")
     batch = _batch(processor, 4)
-    ids = image_ids_for(model, "llava_onevision", batch, processor.image_token_id)
+    family = FAMILIES.get("llava_onevision")
+    ids = family.image_ids(model, processor, batch, [4])
     assert ids.max() == 3 and int((ids >= 0).sum()) == 4 * 5
-    plain = sample_attention(model, batch, ids)
+    layers = family.text_layers(model)
+    plain = sample_attention(model, batch, ids, layers)
     assert [entry["layer"] for entry in plain] == [0, 1, 2, 3]
     assert all(entry["inter"] > 0 for entry in plain)
     handle = enable_image_masking(model, [1, 3], backend="eager")
     try:
-        masked = sample_attention(model, batch, ids)
+        masked = sample_attention(model, batch, ids, layers)
     finally:
         handle.remove()
     for entry in masked:
@@ -93,7 +95,8 @@ def test_sdpa_is_refused():
     from mimic.errors import ConfigError
 
     with pytest.raises(ConfigError, match="eager"):
-        sample_attention(model, batch, image_ids_for(model, "llava_onevision", batch, processor.image_token_id))
+        family = FAMILIES.get("llava_onevision")
+        sample_attention(model, batch, family.image_ids(model, processor, batch, [2]), family.text_layers(model))
 
 
 @pytest.fixture(scope="module")

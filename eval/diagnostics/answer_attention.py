@@ -32,13 +32,11 @@ ANSWER_FILE = "answer_attention.json"
 
 def answer_attention(adapter, request, layer: int) -> dict:
     """{"answer", "mass": [per image], "map": [side x side per image]} of one request at `layer`."""
-    from mimic.eval.diagnostics.attention import _text_layers, image_ids_for
+    from mimic.eval.diagnostics.attention import family_of
 
     model = adapter.model
-    if adapter.family != "llava_onevision":
-        raise ConfigError(f"mimic diagnose answer-attention: {adapter.target} is {adapter.family or 'unknown'}; "
-                          "patch maps need LLaVA-OneVision's one square grid per image")
-    layers = _text_layers(model)
+    family = family_of(adapter, "answer_attention")
+    layers = family.text_layers(model)
     if not 0 <= layer < len(layers):
         raise ConfigError(f"--layer {layer}: the model has layers 0-{len(layers) - 1}")
     if len(request.images) < 2:
@@ -50,7 +48,7 @@ def answer_attention(adapter, request, layer: int) -> dict:
     new = out[0, prompt_len:]
     new = new[new != adapter.generation_config.pad_token_id]
     answer = adapter.processor.decode(new, skip_special_tokens=True).strip()
-    ids = image_ids_for(model, adapter.family, batch, adapter.processor.image_token_id)[0]
+    ids = family.image_ids(model, adapter.processor, batch, [len(request.images)])[0]
     full = dict(batch)
     full["input_ids"] = torch.cat([batch["input_ids"], new[None]], dim=1)
     full["attention_mask"] = torch.ones_like(full["input_ids"])

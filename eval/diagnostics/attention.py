@@ -31,7 +31,7 @@ import torch
 
 from mimic.errors import ConfigError
 
-__all__ = ["AttentionSettings", "attention_stats", "image_ids_for", "run_attention", "sample_attention",
+__all__ = ["AttentionSettings", "attention_stats", "family_of", "run_attention", "sample_attention",
            "summarize_attention"]
 
 logger = logging.getLogger(__name__)
@@ -64,39 +64,17 @@ def attention_stats(weights: torch.Tensor, image_ids: torch.Tensor, num_images: 
     return {"inter": float(other.mean()), "intra": float(own.mean()), "matrix": matrix.tolist()}
 
 
-def image_ids_for(model, family: str | None, batch, image_token_id: int) -> torch.Tensor:
-    """(B, L) image index of every token (-1 = text) of a processor output, by the family's own rules."""
-    ids = batch["input_ids"]
-    if family == "llava_onevision":
-        from mimic.train_trl.masking import image_ids_from_inputs
-
-        return image_ids_from_inputs(model.config, ids, batch["image_sizes"], batch.get("batch_num_images"))
-    # Qwen2-VL and InternVL wrap every image in start/end tokens, so each contiguous run of image tokens is
-    # one image (InternVL: all tiles of an image sit in one run).
-    is_img = ids == image_token_id
-    out = torch.full_like(ids, -1)
-    for b in range(ids.shape[0]):
-        k, prev = -1, False
-        for t in range(ids.shape[1]):
-            cur = bool(is_img[b, t])
-            if cur and not prev:
-                k += 1
-            if cur:
-                out[b, t] = k
-            prev = cur
-    return out
+def family_of(adapter, analysis: str):
+    """The loaded adapter's `Family`, checked to support `analysis` (one line naming the family otherwise)."""
+    if adapter.family is None:
+        raise ConfigError(f"mimic diagnose {analysis.replace('_', '-')}: hf:{adapter.target} is a "
+                          f"{adapter._model_type!r} model, not one of the known families; its image tokens "
+                          "cannot be told apart")
+    adapter.family.check(analysis, str(adapter.target))
+    return adapter.family
 
 
-def _text_layers(model):
-    inner = getattr(model, "model", None)
-    lm = getattr(inner, "language_model", None)
-    layers = getattr(lm, "layers", None)
-    if layers is None:
-        raise ConfigError(f"{type(model).__name__}: no language_model.layers to read attention from")
-    return layers
-
-
-def sample_attention(model, batch, image_ids: torch.Tensor) -> list[dict]:
+def sample_attention(model, batch, image_ids: torch.Tensor, layers: Sequence[torch.nn.Module]) -> list[dict]:
     """Per layer {"layer", "inter", "intra", "matrix"} for a batch of ONE sample (a processor output).
 
     The text model must run eager attention (`config.text_config._attn_implementation` "eager", or the
@@ -124,7 +102,7 @@ def sample_attention(model, batch, image_ids: torch.Tensor) -> list[dict]:
 
         return hook
 
-    handles = [layer.self_attn.register_forward_hook(make_hook(i)) for i, layer in enumerate(_text_layers(model))]
+    handles = [layer.self_attn.register_forward_hook(make_hook(i)) for i, layer in enumerate(layers)]
     try:
         with torch.inference_mode():
             model(**batch, use_cache=False)
@@ -236,11 +214,9 @@ def run_attention(settings: AttentionSettings) -> dict:
         for sel, i in pending:
             [request] = list(requests_of(sel, [i]))
             batch = adapter.encode([request])
-            image_token_id = getattr(adapter.processor, "image_token_id", None)
-            if image_token_id is None:
-                raise ConfigError(f"{settings.model}: its processor names no image token; cannot tell images apart")
-            ids = image_ids_for(adapter.model, adapter.family, batch, image_token_id)
-            layers = sample_attention(adapter.model, batch, ids)
+            family = family_of(adapter, "attention")
+            ids = family.image_ids(adapter.model, adapter.processor, batch, [len(request.images)])
+            layers = sample_attention(adapter.model, batch, ids, family.text_layers(adapter.model))
             record = {"id": request.id, "config": sel.config, "num_images": int(ids.max()) + 1,
                       "tokens": int(batch["input_ids"].shape[1]), "image_tokens": int((ids >= 0).sum()),
                       "identity": identity, "layers": layers}

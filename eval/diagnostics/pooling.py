@@ -28,10 +28,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import torch
-
 from mimic.errors import ConfigError
 from mimic.eval.api import Request
+from mimic.eval.families import pool_tokens, shrink_placeholders
 from mimic.eval.models.hf import HFModel
 
 __all__ = ["ARMS", "PooledHFModel", "PoolingSettings", "pixel_control", "pool_tokens", "run_pooling",
@@ -39,20 +38,6 @@ __all__ = ["ARMS", "PooledHFModel", "PoolingSettings", "pixel_control", "pool_to
 
 ARMS = ("tokens", "pixels")
 POOLING_FILE = "pooling.json"
-
-
-def pool_tokens(x: torch.Tensor, factor: int) -> torch.Tensor:
-    """1-D average pooling along dim 1 of (N, T, d) by `factor`: (N, ceil(T/factor), d); the last window
-    averages the tokens it has. factor 1 returns the values unchanged."""
-    n, t, d = x.shape
-    m = math.ceil(t / factor)
-    pad = m * factor - t
-    if pad:
-        x = torch.cat([x, x.new_zeros(n, pad, d)], dim=1)
-    sums = x.view(n, m, factor, d).sum(2)
-    counts = torch.full((m,), factor, dtype=x.dtype, device=x.device)
-    counts[-1] = factor - pad
-    return sums / counts[:, None]
 
 
 def pixel_control(image, factor: int):
@@ -67,33 +52,6 @@ def pixel_control(image, factor: int):
     return small.resize((w, h), Image.Resampling.BICUBIC)
 
 
-def shrink_placeholders(input_ids: torch.Tensor, attention_mask: torch.Tensor, image_token_id: int,
-                        old: Sequence[Sequence[int]], new: Sequence[Sequence[int]], pad_id: int):
-    """Keep the first new[b][k] of the old[b][k] `<image>` tokens of every image k of every row b.
-
-    input_ids, attention_mask: (B, L), left-padded. Returns both, left-padded to the new longest row.
-    """
-    rows = []
-    for b in range(input_ids.shape[0]):
-        real = input_ids[b][attention_mask[b].bool()]
-        keep = torch.ones_like(real, dtype=torch.bool)
-        pos = (real == image_token_id).nonzero().flatten()
-        if len(pos) != sum(old[b]):
-            raise ValueError(f"row {b}: {len(pos)} image tokens, the counts say {sum(old[b])}")
-        k = 0
-        for o, n in zip(old[b], new[b], strict=True):
-            keep[pos[k + n : k + o]] = False
-            k += o
-        rows.append(real[keep])
-    length = max(len(r) for r in rows)
-    ids = input_ids.new_full((len(rows), length), pad_id)
-    mask = attention_mask.new_zeros((len(rows), length))
-    for b, r in enumerate(rows):
-        ids[b, length - len(r) :] = r
-        mask[b, length - len(r) :] = 1
-    return ids, mask
-
-
 class PooledHFModel(HFModel):
     """The `hf:` adapter with one arm of the pooling analysis at one factor (see the module docstring)."""
 
@@ -104,24 +62,22 @@ class PooledHFModel(HFModel):
         if factor < 1:
             raise ConfigError(f"pooling factors must be at least 1, got {factor}")
         self.arm, self.factor = arm, factor
-        self._hook = None
+        self._pooling = None
 
     def load(self) -> None:
         if self.model is not None:
             return
         super().load()
-        if self.family != "llava_onevision":
-            raise ConfigError(f"mimic diagnose pooling: hf:{self.target} is {self._model_type!r}; pooling works "
-                              "for LLaVA-OneVision only (Qwen2-VL's M-RoPE positions and InternVL's tiles are "
-                              "tied to the unpooled tokens)")
+        from mimic.eval.diagnostics.attention import family_of
+
+        family = family_of(self, "pooling")
         if self.arm == "tokens" and getattr(self.model, "_mimic_image_masking", None) is not None:
             # the mask derives each image's tokens from the unpooled counts
             raise ConfigError(f"mimic diagnose pooling: hf:{self.target} runs per-image attention masks; the "
                               "tokens arm cannot shorten its images (the pixels arm can: --arms pixels)")
         if self.arm == "tokens":
-            factor = self.factor
-            projector = self.model.model.multi_modal_projector
-            self._hook = projector.register_forward_hook(lambda module, args, output: pool_tokens(output, factor))
+            self._pooling = family.token_pooling(self.model, self.processor, self.factor)
+            self._pooling.attach()
 
     def identity(self) -> dict:
         return {**super().identity(), "diagnostic": {"analysis": "pooling", "arm": self.arm, "factor": self.factor}}
@@ -130,8 +86,6 @@ class PooledHFModel(HFModel):
         return {**super().describe(), "diagnostic": {"analysis": "pooling", "arm": self.arm, "factor": self.factor}}
 
     def encode(self, requests: Sequence[Request]):
-        from mimic.train_trl.masking import image_token_counts
-
         self.load()
         few = [r.id for r in requests if len(r.images) < 2]
         if few:
@@ -143,18 +97,13 @@ class PooledHFModel(HFModel):
                         for r in requests]
         batch = super().encode(requests)
         if self.arm == "tokens":
-            old = image_token_counts(self.model.config, batch["image_sizes"], batch["batch_num_images"].tolist())
-            # every count is T + 1 (grid tokens, then the newline the model appends after pooling)
-            new = [[math.ceil((c - 1) / self.factor) + 1 for c in row] for row in old]
-            batch["input_ids"], batch["attention_mask"] = shrink_placeholders(
-                batch["input_ids"], batch["attention_mask"], self.model.config.image_token_id, old, new,
-                self.generation_config.pad_token_id)
+            batch = self._pooling.shorten(batch, self.generation_config.pad_token_id)
         return batch
 
     def close(self) -> None:
-        if self._hook is not None:
-            self._hook.remove()
-            self._hook = None
+        if self._pooling is not None:
+            self._pooling.detach()
+            self._pooling = None
         super().close()
 
 

@@ -25,8 +25,6 @@ from mimic.eval.models.hf import HFModel
 __all__ = ["StitchSettings", "StitchedHFModel", "grid_shape", "run_stitch", "single_image_question", "stitch_images"]
 
 STITCH_FILE = "stitch.json"
-# The paper's per-family tile sizes (Table 6 caption); LLaVA-OV uses its vision tower's crop size (384).
-FAMILY_TILE = {"qwen2_vl": 484, "internvl": 484}
 _PLURAL = re.compile(r"\b(all )?(these|the given|the provided|the) images\b")
 
 
@@ -70,13 +68,9 @@ class StitchedHFModel(HFModel):
             return
         super().load()
         if self.tile is None:
-            if self.family == "llava_onevision":
-                self.tile = int(self.model.config.vision_config.image_size)
-            elif self.family in FAMILY_TILE:
-                self.tile = FAMILY_TILE[self.family]
-            else:
-                raise ConfigError(f"mimic diagnose stitch: hf:{self.target} ({self._model_type}) has no known tile "
-                                  "size; pass --tile-size")
+            from mimic.eval.diagnostics.attention import family_of
+
+            self.tile = family_of(self, "stitch").stitch_tile(self.model, self.processor)
 
     def _stitched(self, request: Request) -> Request:
         self.load()

@@ -37,9 +37,9 @@ from typing import Any
 
 from mimic.errors import ConfigError
 from mimic.eval.api import Generation, ModelAdapter, Request, option, register_model
+from mimic.eval.families import FAMILIES, Family, family_for_model_type
 
 __all__ = [
-    "FAMILIES",
     "HFModel",
     "HFOptions",
     "chat_messages",
@@ -52,13 +52,6 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-# model_type -> family name. A family decides how the processor is loaded and called.
-FAMILIES: dict[str, str] = {
-    "llava_onevision": "llava_onevision",
-    "qwen2_vl": "qwen2_vl",
-    "qwen2_5_vl": "qwen2_vl",
-    "internvl": "internvl",
-}
 _DTYPES = ("auto", "float32", "bfloat16", "float16")
 
 
@@ -187,7 +180,9 @@ class HFModel(ModelAdapter):
         super().__init__(target, options)
         self.model = None
         self.processor = None
-        self.family: str | None = None
+        # the checkpoint's `mimic.eval.families` entry: how its processor is loaded and called, and everything
+        # the diagnostics need about its token layout (None for an unchecked model type)
+        self.family: Family | None = None
         self._model_type: str | None = None
         self._info: dict = {}
 
@@ -209,11 +204,11 @@ class HFModel(ModelAdapter):
         except (OSError, ValueError) as err:
             raise ConfigError(f"hf:{target}: cannot read the checkpoint's config ({err})") from err
         self._model_type = config.model_type
-        self.family = FAMILIES.get(config.model_type)
+        self.family = family_for_model_type(config.model_type)
         if self.family is None:
             logger.warning("hf:%s: model type %r is not one of the checked families (%s); using its "
                            "processor and chat template as they are", target, config.model_type,
-                           ", ".join(sorted(set(FAMILIES))))
+                           ", ".join(FAMILIES.names()))
         # The processor first: it fails fast (no torchvision, no chat template), weights take minutes.
         self.processor = self._load_processor(target)
         tokenizer = self.processor.tokenizer
@@ -251,7 +246,8 @@ class HFModel(ModelAdapter):
         device = resolve_device(o.device)
         dtype = resolve_dtype(o.dtype, device)
         model, self.processor = load_trained(target, dtype=dtype, device=device, backend=o.mask_backend)
-        self._model_type, self.family = model.config.model_type, FAMILIES.get(model.config.model_type)
+        self._model_type = model.config.model_type
+        self.family = family_for_model_type(self._model_type)
         self.processor.tokenizer.padding_side = "left"
         if self.processor.tokenizer.pad_token_id is None:
             self.processor.tokenizer.pad_token = self.processor.tokenizer.eos_token
@@ -275,7 +271,7 @@ class HFModel(ModelAdapter):
         self._info = {
             "model_class": type(model).__name__,
             "model_type": config.model_type,
-            "family": self.family,
+            "family": self.family.name if self.family else None,
             "processor_class": type(self.processor).__name__,
             "dtype": str(dtype).removeprefix("torch."),
             "device": str(self.device),
@@ -286,10 +282,8 @@ class HFModel(ModelAdapter):
     def _load_processor(self, target: str):
         o = self.options
         kwargs = {"revision": o.revision} if o.revision else {}
-        if self.family == "llava_onevision":
-            from mimic.tiny import load_processor
-
-            return load_processor(target, **kwargs)
+        if self.family is not None:
+            return self.family.load_processor(target, self._model_type, **kwargs)
         return load_processor_without_torchvision(target, self._model_type, **kwargs)
 
     def _padding_kwargs(self) -> dict:
@@ -300,17 +294,7 @@ class HFModel(ModelAdapter):
         return {}
 
     def _processor_kwargs(self) -> dict:
-        o = self.options
-        if self.family == "qwen2_vl" and (o.min_pixels or o.max_pixels):
-            size = dict(self.processor.image_processor.size)
-            if o.min_pixels:
-                size["shortest_edge"] = o.min_pixels
-            if o.max_pixels:
-                size["longest_edge"] = o.max_pixels
-            return {"images_kwargs": {"size": size}}
-        if self.family == "internvl" and o.max_patches:
-            return {"images_kwargs": {"max_patches": o.max_patches}}
-        return {}
+        return self.family.processor_kwargs(self.options, self.processor) if self.family is not None else {}
 
     def render(self, request: Request) -> str:
         """The prompt text: the chat template over the sample's images and question."""

@@ -25,7 +25,8 @@ from typing import Any
 
 from mimic.errors import ConfigError
 from mimic.eval.api import Generation, ModelAdapter, Request, option, register_model
-from mimic.eval.models.hf import FAMILIES, chat_messages, load_processor_without_torchvision
+from mimic.eval.families import family_for_model_type
+from mimic.eval.models.hf import chat_messages, load_processor_without_torchvision
 
 __all__ = ["VLLMModel", "VLLMOptions"]
 
@@ -83,7 +84,7 @@ class VLLMModel(ModelAdapter):
         super().__init__(target, options)
         self.max_images = 0
         self.processor = None
-        self.family: str | None = None
+        self.family: str | None = None  # the family name, as results.json records it
         self.llm = None
         self._info: dict = {}
 
@@ -102,11 +103,10 @@ class VLLMModel(ModelAdapter):
             config = AutoConfig.from_pretrained(target, **kwargs)
         except (OSError, ValueError) as err:
             raise ConfigError(f"vllm:{target}: cannot read the checkpoint's config ({err})") from err
-        self.family = FAMILIES.get(config.model_type)
-        if self.family == "llava_onevision":
-            from mimic.tiny import load_processor
-
-            self.processor = load_processor(target, **kwargs)
+        family = family_for_model_type(config.model_type)
+        self.family = family.name if family else None
+        if family is not None:
+            self.processor = family.load_processor(target, config.model_type, **kwargs)
         else:
             self.processor = load_processor_without_torchvision(target, config.model_type, **kwargs)
         if getattr(self.processor, "chat_template", None) is None:
