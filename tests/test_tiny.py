@@ -208,3 +208,33 @@ def test_unknown_family_is_a_config_error(tmp_path):
     with pytest.raises(ConfigError, match="unknown tiny model family 'llava'; choose one of llava_onevision"):
         save_tiny(tmp_path / "x", family="llava")
     assert not (tmp_path / "x").exists()
+
+
+def test_tiny_model_command_writes_each_family(tmp_path, capsys):
+    import dataclasses
+    import json
+
+    import mimic.commands.train  # noqa: F401  (registers `mimic tiny-model`)
+    from mimic.cli import main as cli
+    from mimic.commands.train import TinyModelOptions
+    from mimic.tiny import FAMILIES
+
+    [family_field] = [f for f in dataclasses.fields(TinyModelOptions) if f.name == "family"]
+    # The CLI lists the choices itself (importing mimic.tiny would load transformers for `mimic --help`).
+    assert tuple(family_field.metadata["choices"]) == FAMILIES
+    assert all(f in family_field.metadata["help"] for f in FAMILIES)
+
+    assert cli(["tiny-model", "--out", str(tmp_path / "ivl"), "--family", "internvl", "--layers", "3",
+                "--seed", "1"]) == 0
+    assert "wrote the tiny InternVL (3 layers, seed 1)" in capsys.readouterr().out
+    config = json.loads((tmp_path / "ivl" / "config.json").read_text())
+    assert config["model_type"] == "internvl" and config["text_config"]["num_hidden_layers"] == 3
+    assert cli(["tiny-model", "--out", str(tmp_path / "default"), "--layers", "2"]) == 0
+    assert json.loads((tmp_path / "default" / "config.json").read_text())["model_type"] == "llava_onevision"
+
+    with pytest.raises(SystemExit) as bad:  # argparse's own choice check
+        cli(["tiny-model", "--out", str(tmp_path / "x"), "--family", "qwen2_5_vl"])
+    assert bad.value.code == 2 and "invalid choice: 'qwen2_5_vl'" in capsys.readouterr().err
+    assert cli(["tiny-model", "--out", str(tmp_path / "y"), "--family", "qwen2_vl", "--layers", "0"]) == 2
+    assert "--layers must be at least 1, got 0" in capsys.readouterr().err
+    assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists()
