@@ -173,7 +173,8 @@ def test_tiny_internvl_tiles_images_like_internvl():
     img, end_img = tok.convert_tokens_to_ids("<img>"), tok.convert_tokens_to_ids("</img>")
     assert (proc.start_image_token_id, proc.end_image_token_id) == (img, end_img)
     starts = [i for i, t in enumerate(ids) if t == img]
-    assert [ids[s + 1 + n] for s, n in zip(starts, [52, 28, 4])] == [end_img] * 3
+    assert len(starts) == 3
+    assert [ids[s + 1 + n] for s, n in zip(starts, [52, 28, 4], strict=True)] == [end_img] * 3
     assert model.config.image_token_id == proc.image_token_id
     with torch.no_grad():
         out = model(**enc)
