@@ -1,4 +1,5 @@
-"""Tiny, offline LLaVA-OneVision pieces for tests and demos, plus a torchvision-free processor.
+"""Tiny, offline models of every family `hf:` supports (LLaVA-OneVision, Qwen2-VL, InternVL) for tests and
+demos, plus a torchvision-free processor.
 
 Everything here is built in code: no download, no network, no torchvision. Public API:
 
@@ -12,8 +13,10 @@ Everything here is built in code: no download, no network, no torchvision. Publi
   checkpoints (`llava-hf/llava-onevision-qwen2-0.5b-si-hf`) and for folders written by `save_tiny`.
 - `tiny_processor()`, `tiny_config(tokenizer)`, `tiny_llava_onevision(seed, num_layers)`: a randomly
   initialised `LlavaOnevisionForConditionalGeneration` (about 0.3M parameters) and its processor.
-- `save_tiny(directory)`: write model + processor so `from_pretrained(directory)` / `load_processor`
-  load them back.
+- `tiny_qwen2_vl(seed, num_layers)`, `tiny_internvl(seed, num_layers)`: the same for Qwen2-VL and InternVL
+  (byte-level tokenizer with the family's special tokens, PIL image processor, the checkpoint's chat template).
+- `save_tiny(directory, family=...)`: write model + processor + chat template of one family (`FAMILIES`), a
+  folder that `mimic eval --model hf:<directory>` loads like a Hub checkpoint.
 - `real_shape_config(tokenizer)`, `real_shape_processor()`, `real_shape_llava_onevision(seed, dtype)`: the
   exact shapes of `llava-hf/llava-onevision-qwen2-0.5b-ov-hf` (Qwen2-0.5B + SigLIP-so400m at 384 px, 894M
   parameters) with random weights and the byte-level tokenizer, for real-size tests and benchmarks offline.
@@ -21,6 +24,10 @@ Everything here is built in code: no download, no network, no torchvision. Publi
 Token counts of the tiny model (they follow the real model's rules, scaled down): SigLIP sees 16x16
 pixels in 8x8 patches, so an image of a multi-image sample becomes (16/8)^2 + 1 = 5 `<image>` tokens
 (grid + `image_newline`); an image alone in its sample goes through anyres patching (more tokens).
+Qwen2-VL keeps the real 14 px patches merged 2x2 (28 px per token) but caps images at 112x112 pixels: a 320x320
+image becomes 4x4 = 16 `<|image_pad|>` tokens. InternVL tiles images into 56x56 crops (the real 448, scaled by
+1/8) of 4x4 patches of 14 px, pixel-shuffled to 2x2 = 4 `<IMG_CONTEXT>` tokens per tile; up to 12 tiles plus a
+thumbnail per image, as the real checkpoints, so a 320x320 image is 3x3 tiles + thumbnail = 40 tokens.
 """
 
 from __future__ import annotations
@@ -31,6 +38,9 @@ from transformers.models.llava_onevision.processing_llava_onevision import Llava
 
 __all__ = [
     "CHAT_TEMPLATE",
+    "FAMILIES",
+    "INTERNVL_CHAT_TEMPLATE",
+    "QWEN2_VL_CHAT_TEMPLATE",
     "SPECIAL_TOKENS",
     "PilLlavaOnevisionProcessor",
     "byte_level_tokenizer",
@@ -40,9 +50,15 @@ __all__ = [
     "real_shape_processor",
     "save_tiny",
     "tiny_config",
+    "tiny_internvl",
     "tiny_llava_onevision",
+    "tiny_model",
     "tiny_processor",
+    "tiny_qwen2_vl",
 ]
+
+# The families `save_tiny` / `mimic tiny-model --family` build (eval/models/hf.py's family names).
+FAMILIES = ("llava_onevision", "qwen2_vl", "internvl")
 
 # The chat template of the llava-hf LLaVA-OneVision checkpoints (chat_template.json): all images of a turn
 # first, back to back, then the text; assistant text inside {% generation %} so TRL's assistant-only loss
@@ -77,19 +93,24 @@ _PATCH_SIZE = 8
 _GRID_PINPOINTS = [[16, 16], [16, 32], [32, 16], [32, 32]]
 
 
-def byte_level_tokenizer():
+def byte_level_tokenizer(special_tokens=SPECIAL_TOKENS, named_tokens: dict[str, str] | None = None):
     """A byte-level Qwen2 tokenizer built in code (no files): 0 = `<|endoftext|>` (pad), 1..256 = bytes.
 
-    The special tokens come next, in `SPECIAL_TOKENS` order. eos is `<|im_end|>` as in the llava-hf
-    checkpoints, so `generate` stops at the end of an assistant turn.
+    The special tokens come next: by default LLaVA-OneVision's (`SPECIAL_TOKENS`), in that order. eos is
+    `<|im_end|>` as in the checkpoints of all three families, so `generate` stops at the end of an assistant
+    turn. `named_tokens` become tokenizer attributes (`tok.<name>` and `tok.<name>_id`), as the
+    `extra_special_tokens` of a checkpoint's tokenizer_config.json do; InternVL's processor reads
+    `start_image_token`, `end_image_token`, `context_image_token` and `video_token` that way.
     """
     from transformers import Qwen2Tokenizer
     from transformers.convert_slow_tokenizer import bytes_to_unicode
 
     # Without merges the BPE model never joins symbols, so each byte symbol is one token: every string encodes.
     vocab = {"<|endoftext|>": 0, **{sym: i + 1 for i, sym in enumerate(bytes_to_unicode().values())}}
-    tok = Qwen2Tokenizer(vocab=vocab, merges=[], eos_token="<|im_end|>", pad_token="<|endoftext|>")
-    tok.add_special_tokens({"additional_special_tokens": list(SPECIAL_TOKENS)})
+    extra = {"extra_special_tokens": dict(named_tokens)} if named_tokens else {}
+    tok = Qwen2Tokenizer(vocab=vocab, merges=[], eos_token="<|im_end|>", pad_token="<|endoftext|>", **extra)
+    # replace_extra_special_tokens=False keeps the named tokens' attributes set above.
+    tok.add_special_tokens({"additional_special_tokens": list(special_tokens)}, replace_extra_special_tokens=False)
     return tok
 
 
@@ -178,34 +199,188 @@ def tiny_llava_onevision(seed: int = 0, num_layers: int = 4, attn_implementation
     model. `attn_implementation` is passed to the constructor ("sdpa", "eager", "flex_attention", or a dict
     per sub-config such as `{"text_config": ..., "vision_config": "sdpa"}`).
     """
-    import torch
     from transformers import LlavaOnevisionForConditionalGeneration
 
     processor = tiny_processor()
     config = tiny_config(processor.tokenizer, num_layers=num_layers)
     if attn_implementation is not None:
         config._attn_implementation = attn_implementation
+    return _seeded(LlavaOnevisionForConditionalGeneration, config, seed), processor
+
+
+def _seeded(model_class, config, seed: int):
+    """`model_class(config)` initialised from `seed` alone, in eval mode, with the generation ids of its text config."""
+    import torch
+
     # fork_rng: a reproducible init without changing the caller's global random state.
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        model = LlavaOnevisionForConditionalGeneration(config)
+        model = model_class(config)
     model.generation_config.eos_token_id = config.text_config.eos_token_id
     model.generation_config.pad_token_id = config.text_config.pad_token_id
-    model.eval()
-    return model, processor
+    return model.eval()
 
 
-def save_tiny(directory: str | Path, seed: int = 0, num_layers: int = 4) -> Path:
-    """Write the tiny model and its processor to `directory` (created); returns the path.
+def _tiny_text_config(tokenizer, num_layers: int, **extra) -> dict:
+    """The Qwen2 text model every tiny family shares: hidden 64, 4 heads, 2 KV heads (grouped-query attention like
+    the real 0.5B-2B models), MLP 128, `num_layers` layers."""
+    return dict(vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=num_layers,
+                num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=4096,
+                pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.convert_tokens_to_ids("<|im_end|>"),
+                bos_token_id=None, **extra)
 
-    Load back with `LlavaOnevisionForConditionalGeneration.from_pretrained(directory)` and
-    `load_processor(directory)`.
+
+# --- Qwen2-VL -------------------------------------------------------------------------------------------------
+
+# The Qwen2-VL chat template (Qwen/Qwen2-VL-*-Instruct chat_template.json), reduced to what image+text prompts use:
+# the default system turn, then each image as <|vision_start|><|image_pad|><|vision_end|> where it stands in the
+# content (MIMIC prompts put the images first), then the text.
+QWEN2_VL_CHAT_TEMPLATE = (
+    "{% for message in messages %}{% if loop.first and message['role'] != 'system' %}<|im_start|>system\n"
+    "You are a helpful assistant.<|im_end|>\n{% endif %}<|im_start|>{{ message['role'] }}\n"
+    "{% if message['content'] is string %}{{ message['content'] }}{% else %}"
+    "{% for content in message['content'] %}{% if content['type'] == 'image' %}"
+    "<|vision_start|><|image_pad|><|vision_end|>{% elif content['type'] == 'text' %}{{ content['text'] }}"
+    "{% endif %}{% endfor %}{% endif %}<|im_end|>\n{% endfor %}"
+    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+QWEN2_VL_SPECIAL_TOKENS = ("<|im_start|>", "<|im_end|>", "<|vision_start|>", "<|vision_end|>", "<|image_pad|>",
+                           "<|video_pad|>")
+# The real patch (14 px) and 2x2 merge, so smart_resize rounds to multiples of 28 px as in the checkpoints; only the
+# pixel budget is small: 56x56 .. 112x112 pixels, i.e. 2x2 .. 4x4 merged tokens per image.
+QWEN2_VL_MIN_PIXELS = 56 * 56
+QWEN2_VL_MAX_PIXELS = 112 * 112
+
+
+def tiny_qwen2_vl(seed: int = 0, num_layers: int = 2, attn_implementation: str | dict | None = "sdpa"):
+    """A randomly initialised tiny `Qwen2VLForConditionalGeneration` and its torchvision-free processor.
+
+    Text: the shared tiny Qwen2 (hidden 64) with multimodal RoPE (mrope sections 2+3+3 = head_dim 16 / 2). Vision:
+    a 2-block ViT (width 32) on 14 px patches, 2 frames per temporal patch, 2x2 merger into the text width.
     """
+    from transformers import Qwen2VLConfig, Qwen2VLForConditionalGeneration
+    from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
+    from transformers.models.qwen2_vl.processing_qwen2_vl import Qwen2VLProcessor
+
+    from mimic.eval.models.hf import without_video_processor
+
+    tok = byte_level_tokenizer(QWEN2_VL_SPECIAL_TOKENS)
+    image_processor = Qwen2VLImageProcessorPil(min_pixels=QWEN2_VL_MIN_PIXELS, max_pixels=QWEN2_VL_MAX_PIXELS)
+    processor = without_video_processor(Qwen2VLProcessor)(image_processor=image_processor, tokenizer=tok,
+                                                          chat_template=QWEN2_VL_CHAT_TEMPLATE)
+    ids = tok.convert_tokens_to_ids
+    config = Qwen2VLConfig(
+        text_config=_tiny_text_config(tok, num_layers,
+                                      rope_scaling={"type": "mrope", "mrope_section": [2, 3, 3]}),
+        vision_config=dict(depth=2, embed_dim=32, hidden_size=64, num_heads=2, mlp_ratio=2, patch_size=14,
+                           spatial_merge_size=2, temporal_patch_size=2, in_channels=3),
+        image_token_id=ids("<|image_pad|>"), video_token_id=ids("<|video_pad|>"),
+        vision_start_token_id=ids("<|vision_start|>"), vision_end_token_id=ids("<|vision_end|>"),
+    )
+    if attn_implementation is not None:
+        config._attn_implementation = attn_implementation
+    return _seeded(Qwen2VLForConditionalGeneration, config, seed), processor
+
+
+# --- InternVL -------------------------------------------------------------------------------------------------
+
+# The chat template of the OpenGVLab/InternVL*-hf checkpoints (transformers' converter): each image is one
+# <IMG_CONTEXT> line where it stands in the content; the processor expands it to <img> + <IMG_CONTEXT> x
+# (tokens per tile x tiles) + </img>. No system turn.
+INTERNVL_CHAT_TEMPLATE = (
+    "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\n'}}"
+    "{% if message['content'] is string %}{{ message['content'] }}{% else %}"
+    "{% for content in message['content'] %}{% if content['type'] == 'image' %}{{ '<IMG_CONTEXT>\n' }}"
+    "{% elif content['type'] == 'video' %}{{ '<video>\n' }}{% elif content['type'] == 'text' %}"
+    "{{ content['text'] }}{% endif %}{% endfor %}{% endif %}{{'<|im_end|>\n'}}{% endfor %}"
+    "{% if add_generation_prompt %}{{'<|im_start|>assistant\n' }}{% endif %}"
+)
+INTERNVL_NAMED_TOKENS = {"start_image_token": "<img>", "end_image_token": "</img>",
+                         "context_image_token": "<IMG_CONTEXT>", "video_token": "<video>"}
+INTERNVL_SPECIAL_TOKENS = ("<|im_start|>", "<|im_end|>", "<img>", "</img>", "<IMG_CONTEXT>", "<video>")
+# Real: 448 px tiles, 14 px patches (32x32), pixel shuffle 0.5 -> 16x16 = 256 tokens per tile, 1..12 tiles plus a
+# thumbnail. Tiny: 56 px tiles (4x4 patches) -> 2x2 = 4 tokens per tile, the same 1..12 tiles plus thumbnail.
+INTERNVL_TILE = 56
+INTERNVL_PATCH = 14
+INTERNVL_DOWNSAMPLE = 0.5
+INTERNVL_TOKENS_PER_TILE = int((INTERNVL_TILE // INTERNVL_PATCH * INTERNVL_DOWNSAMPLE) ** 2)
+INTERNVL_MAX_PATCHES = 12
+
+
+def tiny_internvl(seed: int = 0, num_layers: int = 2, attn_implementation: str | dict | None = "sdpa"):
+    """A randomly initialised tiny `InternVLForConditionalGeneration` and its torchvision-free processor.
+
+    Text: the shared tiny Qwen2 (as InternVL3-1B/2B, whose language model is Qwen2.5). Vision: a 2-layer InternViT
+    (width 32, CLS token dropped as `vision_feature_select_strategy="default"` does) on 56 px tiles, pixel shuffle
+    0.5 and the 2-layer MLP projector. Images go through the PIL GotOcr2 image processor (crop_to_patches on, as
+    InternVLProcessor sets it by default): see `INTERNVL_*` for the geometry.
+    """
+    from transformers import InternVLConfig, InternVLForConditionalGeneration
+    from transformers.models.got_ocr2.image_processing_pil_got_ocr2 import GotOcr2ImageProcessorPil
+    from transformers.models.internvl.processing_internvl import InternVLProcessor
+
+    from mimic.eval.models.hf import without_video_processor
+
+    tok = byte_level_tokenizer(INTERNVL_SPECIAL_TOKENS, named_tokens=INTERNVL_NAMED_TOKENS)
+    # ImageNet mean/std as the InternVL checkpoints' preprocessor_config.json.
+    image_processor = GotOcr2ImageProcessorPil(
+        size={"height": INTERNVL_TILE, "width": INTERNVL_TILE}, min_patches=1, max_patches=INTERNVL_MAX_PATCHES,
+        image_mean=[0.485, 0.456, 0.406], image_std=[0.229, 0.224, 0.225],
+    )
+    processor = without_video_processor(InternVLProcessor)(
+        image_processor=image_processor, tokenizer=tok, image_seq_length=INTERNVL_TOKENS_PER_TILE,
+        chat_template=INTERNVL_CHAT_TEMPLATE,
+    )
+    config = InternVLConfig(
+        text_config=dict(model_type="qwen2", **_tiny_text_config(tok, num_layers)),
+        vision_config=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+                           image_size=INTERNVL_TILE, patch_size=INTERNVL_PATCH),
+        image_token_id=processor.image_token_id, image_seq_length=INTERNVL_TOKENS_PER_TILE,
+        downsample_ratio=INTERNVL_DOWNSAMPLE, vision_feature_layer=-1, vision_feature_select_strategy="default",
+    )
+    if attn_implementation is not None:
+        config._attn_implementation = attn_implementation
+    return _seeded(InternVLForConditionalGeneration, config, seed), processor
+
+
+def tiny_model(family: str = "llava_onevision", seed: int = 0, num_layers: int = 2,
+               attn_implementation: str | dict | None = "sdpa"):
+    """(model, processor) of one tiny family (`FAMILIES`); unknown names are a ConfigError."""
+    builders = {"llava_onevision": tiny_llava_onevision, "qwen2_vl": tiny_qwen2_vl, "internvl": tiny_internvl}
+    if family not in builders:
+        from mimic.errors import ConfigError
+
+        raise ConfigError(f"unknown tiny model family {family!r}; choose one of {', '.join(FAMILIES)}")
+    return builders[family](seed=seed, num_layers=num_layers, attn_implementation=attn_implementation)
+
+
+# The stock processor class each family's folder names, as on the Hub: with torchvision installed AutoProcessor
+# builds it; without, eval/models/hf.py loads the same files through `without_video_processor`.
+_STOCK_PROCESSOR = {"qwen2_vl": "Qwen2VLProcessor", "internvl": "InternVLProcessor"}
+
+
+def save_tiny(directory: str | Path, seed: int = 0, num_layers: int = 4, family: str = "llava_onevision") -> Path:
+    """Write the tiny model of `family` and its processor (with the chat template) to `directory` (created).
+
+    The folder is what `mimic eval --model hf:<directory>` loads (AutoModelForImageTextToText + the family's
+    processor). LLaVA-OneVision loads back with `LlavaOnevisionForConditionalGeneration.from_pretrained(directory)`
+    and `load_processor(directory)`; the other families with their model class and
+    `mimic.eval.models.hf.load_processor_without_torchvision(directory, model_type)`.
+    """
+    import json
+
+    model, processor = tiny_model(family, seed=seed, num_layers=num_layers)
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    model, processor = tiny_llava_onevision(seed=seed, num_layers=num_layers)
     model.save_pretrained(directory)
     processor.save_pretrained(directory)
+    if family in _STOCK_PROCESSOR:
+        for name in ("processor_config.json", "tokenizer_config.json"):
+            path = directory / name
+            data = json.loads(path.read_text())
+            if "processor_class" in data:
+                data["processor_class"] = _STOCK_PROCESSOR[family]
+                path.write_text(json.dumps(data, indent=2) + "\n")
     return directory
 
 

@@ -1,5 +1,6 @@
-"""The `hf:` adapter end to end: a tiny random LLaVA-OneVision saved with `save_tiny`, loaded back through
-`hf:<path>` (AutoModelForImageTextToText + the torchvision-free processor), run by the real runner."""
+"""The `hf:` adapter end to end: tiny random checkpoints of every family (LLaVA-OneVision, Qwen2-VL, InternVL)
+saved with `save_tiny`, loaded back through `hf:<path>` (AutoModelForImageTextToText + the torchvision-free
+processor), run by the real runner."""
 
 from __future__ import annotations
 
@@ -106,76 +107,63 @@ def test_missing_checkpoint_is_a_clear_error(tmp_path):
         model.load()
 
 
-# The Qwen2-VL chat template (images as <|vision_start|><|image_pad|><|vision_end|>, in content order, after
-# the default system turn), reduced to what image+text prompts use.
-QWEN2_VL_TEMPLATE = (
-    "{% for message in messages %}{% if loop.first and message['role'] != 'system' %}<|im_start|>system\n"
-    "You are a helpful assistant.<|im_end|>\n{% endif %}<|im_start|>{{ message['role'] }}\n"
-    "{% for content in message['content'] %}{% if content['type'] == 'image' %}"
-    "<|vision_start|><|image_pad|><|vision_end|>{% elif content['type'] == 'text' %}{{ content['text'] }}"
-    "{% endif %}{% endfor %}<|im_end|>\n{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
-)
+# Image tokens per 320x320 image (the test world's size) in a multi-image sample, worked out by hand from each
+# tiny geometry (mimic/tiny.py), not read from the code under test:
+# - LLaVA-OneVision: one 16 px crop in 8 px patches -> 2x2 grid + 1 image_newline = 5.
+# - Qwen2-VL: 320x320 is over max_pixels 112*112, so smart_resize scales it to 112x112 (multiples of 28) ->
+#   8x8 patches of 14 px -> 2x2 merge -> 4x4 = 16 <|image_pad|>.
+# - InternVL: 56 px tiles, square image: grids 1x1, 2x2, 3x3 tie on aspect ratio and the largest whose area stays
+#   under twice the image's wins (9 * 56^2 / 2 < 320^2) -> 3x3 tiles + 1 thumbnail = 10 tiles x (4x4 patches
+#   pixel-shuffled to 2x2) 4 = 40 <IMG_CONTEXT>.
+PER_IMAGE = {"llava_onevision": 5, "qwen2_vl": 16, "internvl": 40}
+PROMPT_IMAGE = {"llava_onevision": "<image>", "qwen2_vl": "<|vision_start|><|image_pad|><|vision_end|>",
+                "internvl": "<IMG_CONTEXT>\n"}
+MODEL_CLASS = {"llava_onevision": "LlavaOnevisionForConditionalGeneration",
+               "qwen2_vl": "Qwen2VLForConditionalGeneration", "internvl": "InternVLForConditionalGeneration"}
 
 
-def _save_tiny_qwen2_vl(directory):
-    """A randomly initialised 2-layer Qwen2-VL and its processor, saved like a Hub checkpoint."""
-    from transformers import Qwen2Tokenizer, Qwen2VLConfig, Qwen2VLForConditionalGeneration
-    from transformers.convert_slow_tokenizer import bytes_to_unicode
-    from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
-    from transformers.models.qwen2_vl.processing_qwen2_vl import Qwen2VLProcessor
-
-    from mimic.eval.models.hf import without_video_processor
-
-    vocab = {"<|endoftext|>": 0, **{sym: i + 1 for i, sym in enumerate(bytes_to_unicode().values())}}
-    tok = Qwen2Tokenizer(vocab=vocab, merges=[], eos_token="<|im_end|>", pad_token="<|endoftext|>")
-    tok.add_special_tokens({"additional_special_tokens": [
-        "<|im_start|>", "<|im_end|>", "<|vision_start|>", "<|vision_end|>", "<|image_pad|>", "<|video_pad|>"]})
-    # 28 px per merged token: images become 2x2 .. 4x4 merged tokens (min/max pixels of the checkpoint).
-    image_processor = Qwen2VLImageProcessorPil(min_pixels=56 * 56, max_pixels=112 * 112)
-    processor = without_video_processor(Qwen2VLProcessor)(image_processor=image_processor, tokenizer=tok,
-                                                 chat_template=QWEN2_VL_TEMPLATE)
-    ids = tok.convert_tokens_to_ids
-    config = Qwen2VLConfig(
-        text_config=dict(vocab_size=len(tok), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=4096,
-                         rope_scaling={"type": "mrope", "mrope_section": [2, 3, 3]}, pad_token_id=0,
-                         bos_token_id=None, eos_token_id=ids("<|im_end|>")),
-        vision_config=dict(depth=1, embed_dim=32, hidden_size=64, num_heads=2, mlp_ratio=2, patch_size=14,
-                           spatial_merge_size=2, temporal_patch_size=2, in_channels=3),
-        image_token_id=ids("<|image_pad|>"), video_token_id=ids("<|video_pad|>"),
-        vision_start_token_id=ids("<|vision_start|>"),
-    )
-    torch.manual_seed(0)
-    Qwen2VLForConditionalGeneration(config).save_pretrained(directory)
-    processor.save_pretrained(directory)
-    # As on the Hub: the stock processor class, which needs torchvision for its video processor.
-    path = directory / "processor_config.json"
-    path.write_text(path.read_text().replace('"Qwen2VLProcessorWithoutVideo"', '"Qwen2VLProcessor"'))
-    assert '"Qwen2VLProcessor"' in path.read_text()
-    return directory
-
-
-def test_tiny_qwen2_vl_through_the_same_adapter(bench, cache, tmp_path):
-    ckpt = _save_tiny_qwen2_vl(tmp_path / "qwen")
+@pytest.mark.parametrize("family", sorted(PER_IMAGE))
+def test_every_tiny_family_runs_end_to_end_through_hf(family, bench, cache, tmp_path):
+    rows = load_config(str(bench), "listing", cache_dir=cache)
+    assert all(im.size == (320, 320) for row in rows for im in row["images"]), "PER_IMAGE assumes 320x320 images"
+    ckpt = save_tiny(tmp_path / family, seed=0, num_layers=2, family=family)
     results = run_eval(EvalSettings(data=str(bench), model=f"hf:{ckpt}", out=str(tmp_path / "run"),
                                     configs=["listing"], limit=2, batch_size=2, progress=False, cache_dir=cache,
                                     model_options={"max_new_tokens": 3}))
-    assert results["run"]["adapter"]["model_class"] == "Qwen2VLForConditionalGeneration"
-    assert results["run"]["adapter"]["family"] == "qwen2_vl"
+    adapter = results["run"]["adapter"]
+    assert (adapter["model_class"], adapter["family"]) == (MODEL_CLASS[family], family)
     records = read_predictions(tmp_path / "run" / "predictions.jsonl")
+    assert len(records) == 2
     for r in records:
         n = r["controls"]["num_images"]
-        assert r["prompt"].count("<|vision_start|><|image_pad|><|vision_end|>") == n
-        # 320x320 images at most 112*112 pixels: 112x112 -> 8x8 patches of 14 -> 4x4 merged tokens each.
-        assert r["info"]["image_tokens"] == 16 * n
+        assert n > 1 and r["prompt"].count(PROMPT_IMAGE[family]) == n
+        assert r["info"]["image_tokens"] == PER_IMAGE[family] * n
+        assert 1 <= r["info"]["output_tokens"] <= 3
 
-    # --max-pixels is the Qwen2-VL knob: 56*56 pixels -> 2x2 merged tokens per image.
+
+def test_tiny_qwen2_vl_max_pixels_and_the_hub_processor_class(bench, cache, tmp_path):
+    ckpt = save_tiny(tmp_path / "qwen", seed=0, num_layers=2, family="qwen2_vl")
+    # As on the Hub: the stock processor class (it needs torchvision), loaded here without its video processor.
+    assert json.loads((ckpt / "processor_config.json").read_text())["processor_class"] == "Qwen2VLProcessor"
+    # --max-pixels is the Qwen2-VL knob: 56*56 pixels -> 2x2 patches of 28 px -> 2x2 merged tokens per image.
     small = run_eval(EvalSettings(data=str(bench), model=f"hf:{ckpt}", out=str(tmp_path / "small"),
                                   configs=["listing"], limit=2, batch_size=2, progress=False, cache_dir=cache,
                                   model_options={"max_new_tokens": 3, "max_pixels": 56 * 56}))
     assert small["run"]["adapter"]["options"]["max_pixels"] == 56 * 56
     for r in read_predictions(tmp_path / "small" / "predictions.jsonl"):
         assert r["info"]["image_tokens"] == 4 * r["controls"]["num_images"]
+
+
+def test_tiny_internvl_max_patches_bounds_the_tiles(bench, cache, tmp_path):
+    ckpt = save_tiny(tmp_path / "internvl", seed=0, num_layers=2, family="internvl")
+    assert json.loads((ckpt / "processor_config.json").read_text())["processor_class"] == "InternVLProcessor"
+    # --max-patches 4: grids 1x1 and 2x2 remain, 2x2 wins -> 4 tiles + thumbnail = 5 tiles x 4 tokens = 20.
+    run = run_eval(EvalSettings(data=str(bench), model=f"hf:{ckpt}", out=str(tmp_path / "run"),
+                                configs=["listing"], limit=2, batch_size=2, progress=False, cache_dir=cache,
+                                model_options={"max_new_tokens": 3, "max_patches": 4}))
+    assert run["run"]["adapter"]["processor_class"] == "InternVLProcessorWithoutVideo"
+    for r in read_predictions(tmp_path / "run" / "predictions.jsonl"):
+        assert r["info"]["image_tokens"] == 20 * r["controls"]["num_images"]
 
 
 def test_a_flex_masked_folder_evaluates_on_cpu_and_mask_backend_switches_the_kernel(bench, cache, tmp_path, capsys):

@@ -1,4 +1,4 @@
-"""mimic.tiny: the offline tokenizer, the torchvision-free processor and the tiny random LLaVA-OneVision."""
+"""mimic.tiny: the offline tokenizer, the torchvision-free processor and the tiny random models of every family."""
 
 from __future__ import annotations
 
@@ -112,3 +112,130 @@ def test_real_shape_config_has_the_checkpoints_shapes_and_token_counts():
             assert counts == [[730, 730]]
         else:
             assert counts[0][0] > 730  # anyres: base crop + grid
+
+
+def _runs(ids: list[int], token: int) -> list[int]:
+    """Lengths of the maximal runs of `token` in `ids`, in order."""
+    runs, n = [], 0
+    for i in [*ids, None]:
+        if i == token:
+            n += 1
+        elif n:
+            runs, n = [*runs, n], 0
+    return runs
+
+
+def test_tiny_qwen2_vl_lays_out_image_tokens_like_qwen2_vl():
+    from mimic.tiny import QWEN2_VL_CHAT_TEMPLATE, tiny_qwen2_vl
+
+    model, proc = tiny_qwen2_vl(seed=0, num_layers=2)
+    tok = proc.tokenizer
+    assert proc.chat_template == QWEN2_VL_CHAT_TEMPLATE
+    messages = [{"role": "user", "content": [{"type": "image"}] * 2 + [{"type": "text", "text": "How many?"}]}]
+    text = proc.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+    assert text == ("<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n<|im_start|>user\n"
+                    + "<|vision_start|><|image_pad|><|vision_end|>" * 2 + "How many?<|im_end|>\n<|im_start|>assistant\n")
+    # smart_resize by hand (multiples of 28 px, pixel count in [56*56, 112*112], aspect ratio kept):
+    # 320x200 rounds to 308x196, over the budget -> beta = sqrt(320*200/12544) = 2.259, h = floor(200/beta/28)*28
+    # = 84, w = floor(320/beta/28)*28 = 140 -> 6x10 patches of 14 px -> 3x5 = 15 merged tokens.
+    # 40x40 rounds to 28x28, under the minimum -> beta = sqrt(3136/1600) = 1.4, h = w = ceil(40*1.4/28)*28 = 56
+    # -> 4x4 patches -> 2x2 = 4 tokens.
+    enc = proc(text=[text], images=[[Image.new("RGB", (320, 200)), Image.new("RGB", (40, 40))]], return_tensors="pt")
+    assert enc["image_grid_thw"].tolist() == [[1, 6, 10], [1, 4, 4]]
+    ids = enc["input_ids"][0].tolist()
+    assert _runs(ids, proc.image_token_id) == [15, 4]  # = t*h*w / merge_size**2 per image
+    start, end = tok.convert_tokens_to_ids("<|vision_start|>"), tok.convert_tokens_to_ids("<|vision_end|>")
+    assert ids.count(start) == ids.count(end) == 2
+    assert model.config.image_token_id == proc.image_token_id and model.config.vision_start_token_id == start
+    with torch.no_grad():
+        out = model(**enc)
+    assert out.logits.shape == (1, len(ids), len(tok))
+
+
+def test_tiny_internvl_tiles_images_like_internvl():
+    from mimic.tiny import INTERNVL_CHAT_TEMPLATE, tiny_internvl
+
+    model, proc = tiny_internvl(seed=0, num_layers=2)
+    tok = proc.tokenizer
+    assert proc.chat_template == INTERNVL_CHAT_TEMPLATE and proc.image_seq_length == 4
+    messages = [{"role": "user", "content": [{"type": "image"}] * 3 + [{"type": "text", "text": "How many?"}]}]
+    text = proc.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+    assert text == "<|im_start|>user\n" + "<IMG_CONTEXT>\n" * 3 + "How many?<|im_end|>\n<|im_start|>assistant\n"
+    # Tiles of 56 px, 1..12 per image, grid closest to the aspect ratio, plus a thumbnail when there is > 1 tile:
+    # 320x240 (4:3) -> 4x3 = 12 tiles + 1; 100x60 (5:3, 5x3 = 15 > 12) -> 3x2 (ratio 1.5) = 6 + 1; 56x56 -> 1x1
+    # (a square canvas, the 2x2 grid would cover over twice the image) -> 1 tile, no thumbnail.
+    images = [Image.new("RGB", (320, 240)), Image.new("RGB", (100, 60)), Image.new("RGB", (56, 56))]
+    enc = proc(text=[text], images=[images], return_tensors="pt")
+    assert enc["pixel_values"].shape == (13 + 7 + 1, 3, 56, 56)
+    ids = enc["input_ids"][0].tolist()
+    assert _runs(ids, proc.image_token_id) == [4 * 13, 4 * 7, 4 * 1]  # 4 tokens per tile
+    # Each image: <img> <IMG_CONTEXT> x (4 x tiles) </img>, then the template's newline.
+    img, end_img = tok.convert_tokens_to_ids("<img>"), tok.convert_tokens_to_ids("</img>")
+    assert (proc.start_image_token_id, proc.end_image_token_id) == (img, end_img)
+    starts = [i for i, t in enumerate(ids) if t == img]
+    assert len(starts) == 3
+    assert [ids[s + 1 + n] for s, n in zip(starts, [52, 28, 4], strict=True)] == [end_img] * 3
+    assert model.config.image_token_id == proc.image_token_id
+    with torch.no_grad():
+        out = model(**enc)
+    assert out.logits.shape == (1, len(ids), len(tok))
+
+
+@pytest.mark.parametrize("family", ["qwen2_vl", "internvl"])
+def test_save_tiny_other_families_load_back(family, tmp_path):
+    from transformers import AutoModelForImageTextToText
+
+    from mimic.eval.models.hf import load_processor_without_torchvision
+    from mimic.tiny import tiny_model
+
+    path = save_tiny(tmp_path / family, seed=3, num_layers=2, family=family)
+    model = AutoModelForImageTextToText.from_pretrained(path)  # the local folder just written
+    reference, ref_proc = tiny_model(family, seed=3, num_layers=2)
+    assert model.config.model_type == family
+    assert all(torch.equal(v, reference.state_dict()[k]) for k, v in model.state_dict().items())
+    proc = load_processor_without_torchvision(str(path), family)
+    text = proc.apply_chat_template([{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "Hi"}]}],
+                                    add_generation_prompt=True, tokenize=False)
+    images = [[Image.new("RGB", (300, 200))]]
+    got, want = proc(text=[text], images=images, return_tensors="pt"), ref_proc(text=[text], images=images,
+                                                                                 return_tensors="pt")
+    # Same prompt ids (special token ids, tokens per tile/patch) and pixels as the in-memory processor.
+    assert torch.equal(got["input_ids"], want["input_ids"]) and torch.equal(got["pixel_values"], want["pixel_values"])
+
+
+def test_unknown_family_is_a_config_error(tmp_path):
+    from mimic.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="unknown tiny model family 'llava'; choose one of llava_onevision"):
+        save_tiny(tmp_path / "x", family="llava")
+    assert not (tmp_path / "x").exists()
+
+
+def test_tiny_model_command_writes_each_family(tmp_path, capsys):
+    import dataclasses
+    import json
+
+    import mimic.commands.train  # noqa: F401  (registers `mimic tiny-model`)
+    from mimic.cli import main as cli
+    from mimic.commands.train import TinyModelOptions
+    from mimic.tiny import FAMILIES
+
+    [family_field] = [f for f in dataclasses.fields(TinyModelOptions) if f.name == "family"]
+    # The CLI lists the choices itself (importing mimic.tiny would load transformers for `mimic --help`).
+    assert tuple(family_field.metadata["choices"]) == FAMILIES
+    assert all(f in family_field.metadata["help"] for f in FAMILIES)
+
+    assert cli(["tiny-model", "--out", str(tmp_path / "ivl"), "--family", "internvl", "--layers", "3",
+                "--seed", "1"]) == 0
+    assert "wrote the tiny InternVL (3 layers, seed 1)" in capsys.readouterr().out
+    config = json.loads((tmp_path / "ivl" / "config.json").read_text())
+    assert config["model_type"] == "internvl" and config["text_config"]["num_hidden_layers"] == 3
+    assert cli(["tiny-model", "--out", str(tmp_path / "default"), "--layers", "2"]) == 0
+    assert json.loads((tmp_path / "default" / "config.json").read_text())["model_type"] == "llava_onevision"
+
+    with pytest.raises(SystemExit) as bad:  # argparse's own choice check
+        cli(["tiny-model", "--out", str(tmp_path / "x"), "--family", "qwen2_5_vl"])
+    assert bad.value.code == 2 and "invalid choice: 'qwen2_5_vl'" in capsys.readouterr().err
+    assert cli(["tiny-model", "--out", str(tmp_path / "y"), "--family", "qwen2_vl", "--layers", "0"]) == 2
+    assert "--layers must be at least 1, got 0" in capsys.readouterr().err
+    assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists()

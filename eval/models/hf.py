@@ -118,11 +118,21 @@ def without_video_processor(base: type) -> type:
     loads nor type-checks a video processor, which in transformers 5 needs torchvision for every family
     here. `mimic.tiny.PilLlavaOnevisionProcessor` is the same idea, written out for LLaVA-OneVision.
     """
+    import inspect
 
-    def __init__(self, image_processor=None, tokenizer=None, chat_template=None, **kwargs):
-        base.__init__(self, image_processor=image_processor, tokenizer=tokenizer, video_processor=None,
-                      chat_template=chat_template, **kwargs)
-
+    # `ProcessorMixin` reads the base's other parameters (InternVL's `image_seq_length`, ...) from the code of
+    # `__init__` (`co_varnames`) when loading and from its signature when saving: a bare `**kwargs` wrapper would
+    # drop them on save and get their defaults back on load (256 image tokens per tile, whatever the folder
+    # says). So the wrapper is generated with the base's own parameter list, less `video_processor`.
+    params = [p for name, p in inspect.signature(base.__init__).parameters.items()
+              if name not in ("self", "video_processor") and p.kind is p.POSITIONAL_OR_KEYWORD]
+    defaults = {p.name: p.default if p.default is not p.empty else None for p in params}
+    names = [p.name for p in params]
+    source = (f"def __init__(self, {', '.join(f'{n}=_defaults[{n!r}]' for n in names)}, **kwargs):\n"
+              f"    _base.__init__(self, video_processor=None, {', '.join(f'{n}={n}' for n in names)}, **kwargs)\n")
+    namespace: dict = {"_base": base, "_defaults": defaults}
+    exec(source, namespace)  # noqa: S102 (built from parameter names of a transformers class, not user input)
+    __init__ = namespace["__init__"]
     return type(f"{base.__name__}WithoutVideo", (base,), {"__init__": __init__, "__module__": __name__})
 
 

@@ -22,19 +22,31 @@ class TinyModelOptions:
     out: str = opt(help="Folder to write the model and processor to (created).", metavar="DIR")
     seed: int = opt(0, help="Seed of the random initialisation.")
     layers: int = opt(4, help="Decoder layers of the tiny language model.")
+    family: str = opt("llava_onevision", choices=["llava_onevision", "qwen2_vl", "internvl"],
+                      help="Model family: llava_onevision (LlavaOnevisionForConditionalGeneration, SigLIP at 16 px, "
+                      "5 <image> tokens per image of a multi-image sample); qwen2_vl (Qwen2VLForConditionalGeneration, "
+                      "images resized to 56x56..112x112 px, 4..16 <|image_pad|> tokens each); internvl "
+                      "(InternVLForConditionalGeneration, 56 px tiles, up to 12 + a thumbnail per image, 4 "
+                      "<IMG_CONTEXT> tokens per tile).")
+
+
+_FAMILY_NAMES = {"llava_onevision": "LLaVA-OneVision", "qwen2_vl": "Qwen2-VL", "internvl": "InternVL"}
 
 
 @command("tiny-model", TinyModelOptions)
 def run_tiny_model(o: TinyModelOptions) -> int:
-    """Write the tiny random LLaVA-OneVision (about 0.2M parameters) and its processor, fully offline.
+    """Write a tiny random vision-language model (about 0.2M parameters) and its processor, fully offline.
 
-    The folder loads with `LlavaOnevisionForConditionalGeneration.from_pretrained` and
-    `mimic.tiny.load_processor`; it is the model of the TINY=1 training runs and of CPU tests.
+    --family picks LLaVA-OneVision (the default: the model of the TINY=1 training runs), Qwen2-VL or InternVL.
+    Each folder is a checkpoint that `mimic eval --model hf:DIR` loads like the family's Hub checkpoints (same
+    classes, chat template and image-token rules, scaled down); see mimic/tiny.py for the geometry.
     """
     from mimic.tiny import save_tiny
 
-    path = save_tiny(o.out, seed=o.seed, num_layers=o.layers)
-    print(f"wrote the tiny LLaVA-OneVision ({o.layers} layers, seed {o.seed}) to {path}")
+    if o.layers < 1:
+        raise ConfigError(f"--layers must be at least 1, got {o.layers}")
+    path = save_tiny(o.out, seed=o.seed, num_layers=o.layers, family=o.family)
+    print(f"wrote the tiny {_FAMILY_NAMES[o.family]} ({o.layers} layers, seed {o.seed}) to {path}")
     return 0
 
 
