@@ -116,7 +116,7 @@ def sweeps_markdown(entries: Sequence[Mapping]) -> str:
     lines = ["## Matched sweeps", "",
              "Every level on the same base rows (twins sharing `base_id`); scores in %, differences in points "
              "against the reference level with paired bootstrap 95% intervals (base ids resampled). better / "
-             "worse: base rows right only at this level / only at the reference.", ""]
+             "worse: base rows answered exactly right only at this level / only at the reference.", ""]
     for e in entries:
         lines += [f"### {e['variant']} sweep: {e['config']} ({e['metric']}), {e['model']}", "",
                   f"{e['n_base_ids']} base rows at every level"
@@ -159,7 +159,9 @@ def _plot(entries: Sequence[Mapping], path: Path) -> None:
             err = [[100 * (s["score"] - s["ci_low"]) if s["ci_low"] is not None else 0 for s in pts],
                    [100 * (s["ci_high"] - s["score"]) if s["ci_high"] is not None else 0 for s in pts]]
             ax.errorbar(xs, ys, yerr=err, marker="o", capsize=3, label=f"{e['model']} (n={e['n_base_ids']})")
-            if not numeric:
+            if numeric:
+                ax.set_xticks(xs)  # the levels asked for, not a float axis between them
+            else:
                 ax.set_xticks(xs, [s["level"] for s in pts])
         ax.set_title(f"{config}: {variant} (same base rows)", fontsize=9)
         ax.set_xlabel("query block position" if variant == "position" else "distractors")
