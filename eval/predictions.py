@@ -2,7 +2,8 @@
 
 A line holds: id, config, task, prompt, output (the raw answer), parsed, parse_failed, correct, score,
 answer (gold), target_classes, controls (the row's control columns), details (the scorer's facts:
-abs_error, per_class, tp/fp/fn, ...), info (from the adapter: token counts, finish reason), latency_s
+abs_error, per_class, tp/fp/fn, ...), sweep (twin rows of a matched sweep only: base_id, sweep_variant,
+sweep_level, query_start), info (from the adapter: token counts, finish reason), latency_s
 (the batch's wall time divided by its size) and batch_latency_s.
 
 A batch is written with one `write` call, then flushed and fsynced, so an interruption loses at most the
@@ -43,7 +44,7 @@ def make_record(
     batch_latency_s: float | None = None,
 ) -> dict:
     """The predictions.jsonl line of one sample (a benchmark row without images) and its score."""
-    return {
+    record = {
         "id": sample["id"],
         "config": sample["config"],
         "task": sample["task"],
@@ -61,6 +62,9 @@ def make_record(
         "latency_s": latency_s,
         "batch_latency_s": batch_latency_s,
     }
+    if sample.get("base_id") is not None:  # a twin of a matched sweep: `mimic report` pairs them by base row
+        record["sweep"] = {c: sample.get(c) for c in ("base_id", "sweep_variant", "sweep_level", "query_start")}
+    return record
 
 
 def _complete_length(data: bytes) -> int:

@@ -197,7 +197,13 @@ def _config_section(config: str, runs: Sequence[Mapping], names: Sequence[str]) 
                         [str(c["n"]), f"{format_pct(c['score'])} {format_ci(c['ci_low'], c['ci_high'])}",
                          format_pct(c["parse_failure_rate"])])
             rows.append(row)
-        out += [f"By {column}:", "", _md_table(header, rows), ""]
+        caption = f"By {column}:"
+        if column == "num_distractors":
+            # Each cell holds other rows (more distractors also means other spreads and images), so this
+            # understates the effect of distractors; the matched sweep is `mimic diagnose sweep`.
+            caption = ("By num_distractors (a breakdown, not a matched sweep: the rows differ between cells; "
+                       "see docs/diagnostics.md for the matched distractor sweep):")
+        out += [caption, "", _md_table(header, rows), ""]
     if constant:
         out += [f"Constant in this config: {', '.join(constant)}.", ""]
 

@@ -210,36 +210,60 @@ def run_answer_attention_command(o: AnswerAttentionOptions) -> int:
 
 @dataclass
 class SweepOptions:
-    data: str = opt(help="Benchmark: a Hub-layout folder (mimic build ...) or a Hub dataset id.", metavar="DIR_OR_ID")
     out: str = opt(help="Output folder: the twin benchmark folder(s) and sweep.json.", metavar="DIR")
-    variant: str = opt(help="position: query images moved first/middle/last (OUT/first, OUT/middle, OUT/last); "
-                       "distractors: the same query images with 0..K of the row's distractors (one folder).",
-                       choices=["position", "distractors"])
+    data: str | None = opt(None, help="Benchmark to take the base rows from: a Hub-layout folder (mimic build ...) "
+                           "or a Hub dataset id (distractors can only be dropped).", metavar="DIR_OR_ID")
+    twins: str | None = opt(None, help="Instead of --data: twins written by `mimic generate --variant` (JSON Lines), "
+                            "made into folders with the image files of --images.", metavar="FILE.jsonl")
+    images: str | None = opt(None, help="With --twins: the images folder of their annotations.", metavar="DIR")
+    variant: str | None = opt(None, help="With --data: position (query block first/middle/last: OUT/first, "
+                              "OUT/middle, OUT/last) or distractors (every level in one folder).",
+                              choices=["position", "distractors"])
     configs: list[str] = opt([], help="Configs to sweep (default: every Counting and Listing config).")
     where: list[str] = opt([], help="Control filter, COLUMN=VALUE[,VALUE...]; only matching rows are used.")
-    limit: int | None = opt(None, help="Use only the first N usable rows of each config.")
-    max_distractors: int | None = opt(None, help="distractors: the largest k (default: all of a row's).")
+    limit: int | None = opt(None, help="Use only the first N base rows of each config.")
+    levels: list[int] = opt([], help="distractors: the numbers of distractors (e.g. 0 1 2 4); only rows that can "
+                            "give every level are used.")
+    max_distractors: int | None = opt(None, help="distractors: levels 0..K (instead of --levels).")
     split: str = opt("test", help="Dataset split.")
     cache_dir: str | None = opt(None, help="Where `datasets` caches the data as arrow files.", metavar="DIR")
 
 
 @command("diagnose sweep", SweepOptions)
 def run_sweep_command(o: SweepOptions) -> int:
-    """Matched controls: twin benchmark folders with the target images moved, or distractors dropped.
+    """Matched controls: twin benchmark folders, every level on the same base rows (docs/diagnostics.md).
 
-    Every twin is verified against its source row. Evaluate the folders with `mimic eval` and compare with
-    `mimic report` (position: one run per folder; distractors: the num_distractors breakdown). Example:
+    From a built benchmark (--data, --variant): the query block moved, or distractors dropped; every twin is
+    verified against its source row. From the annotations: `mimic generate --variant` writes verified twins
+    (distractors can be added there), and --twins makes them into folders. Evaluate the folders with
+    `mimic eval`; `mimic report` over the runs pairs the levels by base row ("Matched sweeps"). Example:
 
       mimic diagnose sweep --data bench --variant position --configs counting_unbalanced --out sweeps/position
       for p in first middle last; do mimic eval --data sweeps/position/$p --model hf:M --out runs/pos-$p; done
+      mimic report runs/pos-first runs/pos-middle runs/pos-last --out report
     """
-    from mimic.eval.diagnostics.sweeps import run_sweep
+    from mimic.eval.diagnostics.sweeps import run_sweep, write_twin_folders
 
     if o.limit is not None and o.limit < 1:
         raise ConfigError(f"--limit must be at least 1, got {o.limit}")
-    summary = run_sweep(o.data, o.out, o.variant, configs=o.configs, where=_where(o), limit=o.limit,
-                        max_distractors=o.max_distractors, split=o.split, cache_dir=o.cache_dir)
-    for folder, per_config in summary["rows"].items():
-        print(f"{folder}: " + ", ".join(f"{c} {n} rows" for c, n in per_config.items()))
+    if (o.data is None) == (o.twins is None):
+        raise ConfigError("give --data (a built benchmark) or --twins (from `mimic generate --variant`), one of them")
+    if o.twins is not None:
+        extra = [f for f, v in (("--variant", o.variant), ("--levels", o.levels), ("--max-distractors",
+                 o.max_distractors), ("--configs", o.configs), ("--where", o.where), ("--limit", o.limit)) if v]
+        if extra or o.images is None:
+            raise ConfigError("--twins takes --images and --out only (the sweep was fixed by `mimic generate`)"
+                              + (f"; got {', '.join(extra)}" if extra else "; --images is missing"))
+        summary = write_twin_folders(o.twins, o.images, o.out)
+    else:
+        if o.variant is None:
+            raise ConfigError("--data needs --variant position or distractors")
+        summary = run_sweep(o.data, o.out, o.variant, configs=o.configs, where=_where(o), limit=o.limit,
+                            levels=o.levels, max_distractors=o.max_distractors, split=o.split, cache_dir=o.cache_dir)
+    print(f"levels {', '.join(summary['levels'])}; base rows " +
+          ", ".join(f"{c} {n}" for c, n in summary["base_rows"].items()))
+    for config, reasons in summary["skipped"].items():
+        for reason, n in reasons.items():
+            print(f"skipped {n} {config} rows: {reason}")
     print(f"\nwrote {', '.join(summary['folders'])} and {os.path.join(o.out, 'sweep.json')}")
     return 0

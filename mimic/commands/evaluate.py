@@ -227,7 +227,9 @@ def run_report_command(o: ReportOptions) -> int:
 
     report.md holds Table 4 with bootstrap 95% intervals (one column block per run), every config's metrics
     and parse failures, and a breakdown table for every control column; table4.png, fig1_counting.png and
-    fig6_num_images.png plot them. Example: mimic report runs/* --out report
+    fig6_num_images.png plot them. Runs over the twin folders of `mimic diagnose sweep` add a "Matched
+    sweeps" section (sweeps.json, sweeps.png): the levels compared on the same base rows, with paired
+    bootstrap intervals. Example: mimic report runs/* --out report
     """
     from mimic.eval.aggregate import AggregateSettings
     from mimic.eval.report import table4_markdown, write_report
@@ -264,6 +266,11 @@ def run_report_command(o: ReportOptions) -> int:
         paths = write_report(runs, o.out, labels=o.labels or None, title=o.title)
         print(table4_markdown(runs, o.labels or None)[1])
         written += list(paths.values())
+        from mimic.eval.paired import SWEEP_FILES, write_sweeps
+
+        run_dirs = [run for run in o.runs if not is_diagnostic(run)]
+        if write_sweeps(run_dirs, o.out, aggregate or AggregateSettings(seed=o.bootstrap_seed)):
+            written += [os.path.join(o.out, name) for name in SWEEP_FILES]
     if diagnostics:
         report = write_diagnostics(diagnostics, o.out, o.title, append=bool(runs))
         written += [] if runs else [report]

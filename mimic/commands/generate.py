@@ -36,7 +36,18 @@ class GenerateOptions:
                        "such cells are skipped with a warning and their samples go to the other cells.")
     include_catch_all: bool = opt(False, help="listing: also ask about catch-all categories (COCO's indoor and "
                                   "outdoor objects), left out by default.")
+    variant: str | None = opt(None, help="Write matched twins of every sample instead (docs/diagnostics.md): "
+                              "position (query block first/middle/last) or distractors (--levels). Make them "
+                              "into folders with `mimic diagnose sweep --twins`.", choices=["position", "distractors"])
+    levels: list[int] = opt([], help="--variant distractors: the numbers of distractors; missing ones are drawn "
+                            "from the annotations (free of every target class).")
+    max_distractors: int | None = opt(None, help="--variant distractors: levels 0..K (instead of --levels).")
     progress: bool = opt(True, help="Show a progress bar.")
+
+
+def sweep_path(out) -> str:
+    """Where `mimic generate --variant` records its sweep (levels, skipped samples, seeds) beside the twins."""
+    return str(out) + ".sweep.json"
 
 
 def grid_path(out) -> str:
@@ -67,8 +78,22 @@ def run_generate(o: GenerateOptions) -> int:
     """Generate one benchmark config as JSON Lines: questions, answers, image ids and every control.
 
     Each sample is checked by the verifier before it is written. Controls given here replace the config's
-    grid; when the annotations cannot satisfy them, the error says which constraint failed.
+    grid; when the annotations cannot satisfy them, the error says which constraint failed. With --variant,
+    each sample is replaced by its verified twins (one per level; samples that cannot give every level are
+    skipped and counted in FILE.jsonl.sweep.json). Example:
+
+      mimic generate --config counting_unbalanced --source coco --annotations instances_val2017.json \
+          --num 50 --distractors 2 --variant distractors --levels 0 1 2 4 8 --out twins.jsonl
+      mimic diagnose sweep --twins twins.jsonl --images val2017 --out sweeps/distractors
     """
+    from mimic.builders.twins import distractor_levels
+    from mimic.errors import ConfigError
+
+    if o.variant is None and (o.levels or o.max_distractors is not None):
+        raise ConfigError("--levels and --max-distractors need --variant distractors")
+    if o.variant == "position" and (o.levels or o.max_distractors is not None):
+        raise ConfigError("--variant position has the levels first, middle, last; drop --levels/--max-distractors")
+    levels = distractor_levels(o.levels, o.max_distractors) if o.variant == "distractors" else []
     from tqdm.auto import tqdm
 
     from mimic.builders.configs import get_config
@@ -83,10 +108,31 @@ def run_generate(o: GenerateOptions) -> int:
                            strict=o.strict, include_catch_all=o.include_catch_all, report=report)
     rows = [s.to_row() for s in tqdm(samples, total=total, desc=o.config, disable=not o.progress)]
     warn_skipped(report)
+    if o.variant is not None:
+        return _write_twins(o, index, rows, levels, report)
     path = write_jsonl(rows, o.out)
     write_json({cfg.name: report.to_dict()}, grid_path(o.out))
     print(format_table1(table1(rows, index)))
     print(f"\nwrote {len(rows)} verified samples to {path}")
+    return 0
+
+
+def _write_twins(o: GenerateOptions, index, rows: list[dict], levels: list[int], report) -> int:
+    from mimic.builders.generate import write_json, write_jsonl
+    from mimic.builders.twin_samples import sample_twins
+    from mimic.errors import InfeasibleError
+
+    twins, summary = sample_twins(index, rows, o.variant, levels, seed=o.seed, min_box_frac=o.min_box_frac)
+    for reason, n in summary["skipped"].items():
+        print(f"skipped {n} of {len(rows)} samples: {reason}")
+    if not twins:
+        raise InfeasibleError(f"{o.config}: none of the {len(rows)} samples can give every level "
+                              f"{summary['levels']}; change the controls (e.g. --distractors) or the levels")
+    path = write_jsonl(twins, o.out)
+    write_json({report.config: report.to_dict()}, grid_path(o.out))
+    write_json(summary, sweep_path(o.out))
+    print(f"wrote {len(twins)} verified twins of {len(twins) // len(summary['levels'])} samples "
+          f"(levels {', '.join(summary['levels'])}) to {path}")
     return 0
 
 
