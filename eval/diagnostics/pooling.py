@@ -290,16 +290,15 @@ def write_pooling_csv(summary: dict, path: Path) -> Path:
 
 
 def _positions(summary: dict) -> dict[int, float]:
-    """x position of each factor: the tokens arm's vision tokens per image at that factor (the sequence
-    length the paper's Fig. 3 plots), else the unpooled count over f, so both panels share their positions."""
-    entries = [e for es in summary["arms"].values() for e in es]
+    """x position of each factor, shared by both panels: the tokens arm's vision tokens per image at that
+    factor (the sequence length of the paper's Fig. 3), or the unpooled count over f where the tokens arm did
+    not run or its rounded counts coincide (a model with few tokens per image)."""
     measured = {e["factor"]: e["vision_tokens_per_image"] for e in summary["arms"].get("tokens", [])}
-    unpooled = next((e["vision_tokens_per_image"] for e in entries if e["vision_tokens_per_image"] is not None), None)
-    pos = {}
-    for f in summary["factors"]:
-        x = measured.get(f) or (unpooled / f if unpooled else None)
-        pos[f] = x if x else 1.0 / f
-    return pos
+    if all(measured.get(f) for f in summary["factors"]) and len(set(measured.values())) == len(measured):
+        return {f: measured[f] for f in summary["factors"]}
+    counts = [e["vision_tokens_per_image"] for es in summary["arms"].values() for e in es if e["factor"] == 1]
+    unpooled = measured.get(1) or next((c for c in counts if c), None) or 1.0
+    return {f: unpooled / f for f in summary["factors"]}
 
 
 def plot_pooling(summary: dict, path: Path) -> Path:
@@ -338,9 +337,9 @@ def plot_pooling(summary: dict, path: Path) -> Path:
         ticks = sorted(entries, key=lambda e: pos[e["factor"]])
         if arm == "pixels":
             labels = [f"f={e['factor']}\nkept {e['kept']:.2g}" for e in ticks]
-            ax.set_xlabel("f at the left panel's positions; share of encoder pixels kept")
+            ax.set_xlabel("f (placed as on the left) / share of encoder pixels kept")
         else:
-            labels = [f"{pos[e['factor']]:.0f}\nf={e['factor']}" for e in ticks]
+            labels = [f"{e['vision_tokens_per_image'] or 0:.0f}\nf={e['factor']}" for e in ticks]
             ax.set_xlabel("vision tokens per image (sequence length)")
         ax.set_xticks([pos[e["factor"]] for e in ticks], labels, fontsize=7)
         ax.set_ylim(0, 100)
