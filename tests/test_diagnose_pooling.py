@@ -16,7 +16,7 @@ from conftest import COCO_MINI, build_demo_folder, need
 from PIL import Image
 
 from mimic.cli import main
-from mimic.errors import DataError
+from mimic.errors import ConfigError, DataError
 from mimic.eval.diagnostics.pooling import (
     PoolingSettings,
     _factor_entry,
@@ -260,6 +260,18 @@ def test_pixel_arm_records_what_it_fed_on_coco(coco_bench, cache, tiny, tmp_path
     assert f1["kept"] == 1.0 and f1["encoder_side"] == f1["control_side"] < 16
     # the tiny model sees 16 px: halving 11 or 12 px sides rounds, so 1/4 only up to that rounding
     assert f4["kept"] == pytest.approx(0.25, abs=0.03) and f4["encoder_side"] == f1["encoder_side"]
+    from mimic.eval.diagnostics.report import diagnostics_markdown
+
+    md = diagnostics_markdown([tmp_path / "pool"], tmp_path / "report")
+    assert f"| pixels | 4 | 5 | {f4['kept']:.3f} | counting_balanced |" in md
+    assert "| pixels | 1 | 5 | 1.000 | counting_balanced |" in md
+    # a pixel run of the earlier control (its identity has no "control") is refused, not resumed
+    run_json = tmp_path / "pool" / "pixels-f4" / "run.json"
+    run = json.loads(run_json.read_text())
+    del run["identity"]["adapter"]["diagnostic"]["control"]
+    run_json.write_text(json.dumps(run))
+    with pytest.raises(ConfigError, match="holds predictions of another run"):
+        run_pooling(settings)
 
 
 def test_command_keeps_the_paper_filter_with_configs(coco_bench, cache, tiny, tmp_path, capsys, caplog):
