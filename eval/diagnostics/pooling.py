@@ -69,8 +69,8 @@ def pixel_control(image, factor: int, encoder_size: tuple[int, int]):
     s = math.sqrt(factor)
     w, h = encoder_size
     small = (max(1, round(w / s)), max(1, round(h / s)))
-    at_encoder = image.resize((w, h), Image.Resampling.BICUBIC)
-    return at_encoder.resize(small, Image.Resampling.BICUBIC).resize((w, h), Image.Resampling.BICUBIC), small
+    down = image.resize((w, h), Image.Resampling.BICUBIC).resize(small, Image.Resampling.BICUBIC)
+    return down.resize((w, h), Image.Resampling.BICUBIC), down.size
 
 
 def control_images(family, processor, images: Sequence, factor: int) -> tuple[list, dict]:
@@ -88,7 +88,8 @@ def control_images(family, processor, images: Sequence, factor: int) -> tuple[li
                               f"{control.size[1]} control image again; the pixel control cannot be sized for it")
         out.append(control)
         fed["sizes"].append(list(im.size))
-        fed["encoder_sizes"].append(list(enc))
+        # f > 1: the size of the image handed over, which the processor leaves as it is (checked above)
+        fed["encoder_sizes"].append(list(control.size if factor > 1 else enc))
         fed["control_sizes"].append(list(small))
     return out, fed
 
