@@ -36,12 +36,15 @@ def _section(kind: str, data: dict, folder: Path, out: Path, k: int) -> list[str
     if data.get("where"):
         lines += ["Rows: " + ", ".join(f"{c} in {{{', '.join(v)}}}" for c, v in data["where"].items()), ""]
     if kind == "pooling":
-        lines += ["| arm | f | vision tokens / image | config | score % | 95% CI |", "|---|---:|---:|---|---:|---|"]
+        lines += ["`kept`: share of the encoder's pixels the pixel control keeps (mean over the images used).", "",
+                  "| arm | f | vision tokens / image | kept | config | score % | 95% CI |",
+                  "|---|---:|---:|---:|---|---:|---|"]
         for arm, entries in data["arms"].items():
             for e in entries:
-                tok = e.get("vision_tokens_per_image")
+                tok, kept = e.get("vision_tokens_per_image"), e.get("kept")
                 for c, s in e["configs"].items():
-                    lines.append(f"| {arm} | {e['factor']} | {'' if tok is None else f'{tok:.0f}'} | {c} | "
+                    lines.append(f"| {arm} | {e['factor']} | {'' if tok is None else f'{tok:.0f}'} | "
+                                 f"{'' if kept is None else f'{kept:.3f}'} | {c} | "
                                  f"{_pct(s['score'])} | [{_pct(s['ci_low'])}, {_pct(s['ci_high'])}] |")
     elif kind == "attention":
         lines += [f"{data['samples']} samples (by number of images: {data['num_images']}); vision-to-vision "

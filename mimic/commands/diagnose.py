@@ -78,16 +78,22 @@ def run_pooling_command(o: PoolingOptions) -> int:
     """Fig. 3: accuracy as vision tokens are pooled by f, against a pixel-space control of the same f.
 
     Every (arm, f) is an eval run under OUT/<arm>-f<f> (resumable); OUT/pooling.json holds accuracy with
-    bootstrap intervals and the vision tokens per factor, OUT/pooling.png the plot. Default data: the paper's
-    setting, counting_unbalanced rows with 3 query images among 10 (--configs/--where change it). Example:
+    bootstrap intervals, the vision tokens per factor and the pixel control's `kept` share of the encoder's
+    pixels, OUT/pooling.csv the same curves, OUT/pooling.png the plot. Default rows: the paper's setting,
+    counting_unbalanced rows with 3 query images among 10; --configs changes the configs (the row filter
+    stays), --where replaces the filter (and, without --configs, uses every config). Example:
 
       mimic diagnose pooling --data bench --model hf:llava-hf/llava-onevision-qwen2-0.5b-ov-hf --out diag/pooling
     """
-    from mimic.eval.diagnostics.pooling import PoolingSettings, run_pooling
+    from mimic.eval.diagnostics.pooling import CSV_FILE, POOLING_FILE, PoolingSettings, run_pooling
 
     _check_scored(o)
     configs = o.configs or (POOLING_CONFIGS if not o.where else [])
-    where = _where(o, POOLING_WHERE if not o.configs else None)
+    where = _where(o, POOLING_WHERE)
+    shown = " ".join(f"{k}={','.join(v)}" for k, v in where.items()) or "(none)"
+    print(f"rows: configs {' '.join(configs) or '(all)'}; filter {shown}"
+          f"{'' if o.where else ' (the paper default; --where replaces it)'}"
+          f"{f'; first {o.limit} per config' if o.limit else ''}")
     summary = run_pooling(PoolingSettings(
         data=o.data, model=o.model, out=o.out, configs=configs, where=where, factors=o.factors, arms=o.arms,
         limit=o.limit, batch_size=o.batch_size, split=o.split, model_options=_options(o), cache_dir=o.cache_dir,
@@ -95,8 +101,9 @@ def run_pooling_command(o: PoolingOptions) -> int:
     for arm, entries in summary["arms"].items():
         for e in entries:
             scores = ", ".join(f"{c} {100 * s['score']:.1f}" for c, s in e["configs"].items() if s["score"] is not None)
-            print(f"{arm:<7} f={e['factor']:<3} tokens/image {e['vision_tokens_per_image']:.0f}  {scores}")
-    print(f"\nwrote {os.path.join(o.out, 'pooling.json')}, {os.path.join(o.out, 'pooling.png')}")
+            kept = f"  kept {e['kept']:.3f}" if "kept" in e else ""
+            print(f"{arm:<7} f={e['factor']:<3} tokens/image {e['vision_tokens_per_image']:.0f}{kept}  {scores}")
+    print(f"\nwrote {', '.join(os.path.join(o.out, n) for n in (POOLING_FILE, CSV_FILE, 'pooling.png'))}")
     return 0
 
 
