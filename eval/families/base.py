@@ -94,12 +94,15 @@ def pool_tokens(x: torch.Tensor, factor: int) -> torch.Tensor:
 
 
 def shrink_placeholders(input_ids: torch.Tensor, attention_mask: torch.Tensor, image_token_id: int,
-                        old: Sequence[Sequence[int]], new: Sequence[Sequence[int]], pad_id: int):
+                        old: Sequence[Sequence[int]], new: Sequence[Sequence[int]], pad_id: int,
+                        carry: torch.Tensor | None = None):
     """Keep the first new[b][k] of the old[b][k] image placeholder tokens of every image k of every row b.
 
     input_ids, attention_mask: (B, L), left-padded. Returns both, left-padded to the new longest row.
+    carry: an optional (..., B, L) tensor aligned with the tokens (e.g. Qwen2-VL's M-RoPE positions); its
+    kept columns are returned third, left-padded with 0.
     """
-    rows = []
+    rows, kept = [], []
     for b in range(input_ids.shape[0]):
         real = input_ids[b][attention_mask[b].bool()]
         keep = torch.ones_like(real, dtype=torch.bool)
@@ -111,19 +114,28 @@ def shrink_placeholders(input_ids: torch.Tensor, attention_mask: torch.Tensor, i
             keep[pos[k + n : k + o]] = False
             k += o
         rows.append(real[keep])
+        if carry is not None:
+            kept.append(carry[..., b, :][..., attention_mask[b].bool()][..., keep])
     length = max(len(r) for r in rows)
     ids = input_ids.new_full((len(rows), length), pad_id)
     mask = attention_mask.new_zeros((len(rows), length))
     for b, r in enumerate(rows):
         ids[b, length - len(r) :] = r
         mask[b, length - len(r) :] = 1
-    return ids, mask
+    if carry is None:
+        return ids, mask
+    carried = carry.new_zeros((*carry.shape[:-2], len(rows), length))
+    for b, c in enumerate(kept):
+        carried[..., b, length - c.shape[-1] :] = c
+    return ids, mask, carried
 
 
 class TokenPooling:
     """The tokens arm of the pooling analysis for one family at one factor: `attach` installs the pooling on
-    the model (hooks on its own modules), `shorten` makes a processor output's placeholders (and whatever
-    else the family derives from them) match the pooled features, `detach` removes the hooks."""
+    the model (hooks on its own modules; a no-op for a family whose `shorten` supplies the pooled features
+    itself), `shorten` turns a processor output (on the model's device) into the model input with pooled
+    image tokens: its placeholders, and whatever else the family derives from them, match the pooled
+    features, and `model(**batch)` / `model.generate(**batch)` accept it; `detach` removes the hooks."""
 
     def __init__(self, family: Family, model, processor, factor: int):
         self.family, self.model, self.processor, self.factor = family, model, processor, factor
@@ -212,13 +224,18 @@ class Family:
             raise ConfigError(f"{self.name}: {err}") from None
 
     # -- pixels ------------------------------------------------------------------------------------------------
-    def encoder_size(self, processor, image_size: tuple[int, int], num_images: int) -> tuple[int, int]:
+    def encoder_size(self, processor, image_size: tuple[int, int], num_images: int,
+                     options=None) -> tuple[int, int]:
         """(width, height) of an image of `image_size` (w, h) as its content reaches the vision encoder in a
-        sample with `num_images` images: after the processor's resize, without its padding."""
+        sample with `num_images` images: after the processor's resize, without its padding.
+
+        options: the adapter's options (`HFOptions`), for families whose processor call takes per-run
+        arguments from them (`processor_kwargs`, e.g. Qwen2-VL's pixel bounds); None = the processor's own."""
         raise NotImplementedError
 
-    def patch_grid(self, model, processor, image_size: tuple[int, int], num_images: int) -> PatchGrid:
-        """The patch tokens of one image over its own area (see `PatchGrid`)."""
+    def patch_grid(self, model, processor, image_size: tuple[int, int], num_images: int,
+                   options=None) -> PatchGrid:
+        """The patch tokens of one image over its own area (see `PatchGrid`); options as in `encoder_size`."""
         raise NotImplementedError
 
     def stitch_tile(self, model, processor) -> int:
