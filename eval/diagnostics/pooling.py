@@ -73,17 +73,18 @@ def pixel_control(image, factor: int, encoder_size: tuple[int, int]):
     return down.resize((w, h), Image.Resampling.BICUBIC), down.size
 
 
-def control_images(family, processor, images: Sequence, factor: int) -> tuple[list, dict]:
+def control_images(family, processor, images: Sequence, factor: int, options=None) -> tuple[list, dict]:
     """The pixel arm's images for one sample, and what was fed: per image its original, encoder and
     downsampled (width, height). ConfigError when a control image would be resized again by the processor
-    (its size must be a fixed point of the family's `encoder_size`), since its `kept` would then be wrong."""
+    (its size must be a fixed point of the family's `encoder_size`), since its `kept` would then be wrong.
+    options: the adapter's options (Qwen2-VL's pixel bounds change the encoder size)."""
     n = len(images)
     out, fed = [], {"factor": factor, "sizes": [], "encoder_sizes": [], "control_sizes": []}
     for im in images:
         im = im if im.mode == "RGB" else im.convert("RGB")
-        enc = tuple(int(x) for x in family.encoder_size(processor, im.size, n))
+        enc = tuple(int(x) for x in family.encoder_size(processor, im.size, n, options))
         control, small = pixel_control(im, factor, enc)
-        if factor > 1 and tuple(family.encoder_size(processor, control.size, n)) != control.size:
+        if factor > 1 and tuple(family.encoder_size(processor, control.size, n, options)) != control.size:
             raise ConfigError(f"mimic diagnose pooling: {family.name} would resize the {control.size[0]}x"
                               f"{control.size[1]} control image again; the pixel control cannot be sized for it")
         out.append(control)
@@ -160,7 +161,7 @@ class PooledHFModel(HFModel):
             raise ConfigError(f"mimic diagnose pooling: sample {few[0]} has fewer than 2 images (one image gets "
                               "anyres tiles, which this pooling does not cover); filter with --where num_images=...")
         if self.arm == "pixels":
-            controls = [control_images(self.family, self.processor, r.images, self.factor) for r in requests]
+            controls = [control_images(self.family, self.processor, r.images, self.factor, self.options) for r in requests]
             self._fed = [fed for _, fed in controls]
             requests = [Request(id=r.id, config=r.config, task=r.task, question=r.question, sample=r.sample,
                                 images=images) for r, (images, _) in zip(requests, controls, strict=True)]
