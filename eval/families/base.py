@@ -212,13 +212,16 @@ class Family:
             raise ConfigError(f"{self.name}: {err}") from None
 
     # -- pixels ------------------------------------------------------------------------------------------------
-    def encoder_size(self, processor, image_size: tuple[int, int], num_images: int) -> tuple[int, int]:
+    def encoder_size(self, processor, image_size: tuple[int, int], num_images: int,
+                     options=None) -> tuple[int, int]:
         """(width, height) of an image of `image_size` (w, h) as its content reaches the vision encoder in a
-        sample with `num_images` images: after the processor's resize, without its padding."""
+        sample with `num_images` images: after the processor's resize, without its padding. options: the
+        adapter's options (None: the checkpoint's defaults), for the families whose sizes they change."""
         raise NotImplementedError
 
-    def patch_grid(self, model, processor, image_size: tuple[int, int], num_images: int) -> PatchGrid:
-        """The patch tokens of one image over its own area (see `PatchGrid`)."""
+    def patch_grid(self, model, processor, image_size: tuple[int, int], num_images: int,
+                   options=None) -> PatchGrid:
+        """The patch tokens of one image over its own area (see `PatchGrid`); options as `encoder_size`."""
         raise NotImplementedError
 
     def stitch_tile(self, model, processor) -> int:

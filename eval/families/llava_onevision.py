@@ -73,7 +73,7 @@ class LlavaOnevision(Family):
 
         return image_token_counts(model.config, batch["image_sizes"], batch["batch_num_images"].tolist())
 
-    def encoder_size(self, processor, image_size, num_images):
+    def encoder_size(self, processor, image_size, num_images, options=None):
         if num_images < 2:
             raise ConfigError("llava_onevision: an image alone in its sample is tiled (anyres); the analyses that "
                               "need its geometry take samples with two or more images")
@@ -82,7 +82,7 @@ class LlavaOnevision(Family):
         # padded to a square of the longer side, then that square resized to side x side
         return (side, round(h * side / w)) if w >= h else (round(w * side / h), side)
 
-    def patch_grid(self, model, processor, image_size, num_images):
+    def patch_grid(self, model, processor, image_size, num_images, options=None):
         vc = model.config.vision_config
         if model.config.vision_feature_select_strategy != "full":
             raise ConfigError("llava_onevision: patch maps assume vision_feature_select_strategy='full'")
