@@ -319,3 +319,64 @@ def test_run_pooling_on_a_tiny_internvl_f1_is_a_plain_eval(bench, cache, tmp_pat
     assert [e["vision_tokens_per_image"] for e in summary["arms"]["tokens"]] == [40, 10]
     for r in read_predictions(tmp_path / "pool" / "tokens-f4" / "predictions.jsonl"):
         assert r["info"]["image_tokens"] == 10 * r["controls"]["num_images"]
+
+
+def test_real_geometry_448px_tiles_of_256_tokens():
+    """The real checkpoints' geometry (448 px tiles, 14 px patches, 256 tokens per tile), no weights: a 640x426
+    image goes to a 3x2-tile 1344x896 canvas plus a thumbnail, 7 x 256 = 1792 tokens, a 32 x 48 token map."""
+    from types import SimpleNamespace
+
+    from transformers import InternVLConfig
+    from transformers.models.got_ocr2.image_processing_pil_got_ocr2 import GotOcr2ImageProcessorPil
+
+    _, processor = tiny_internvl(seed=0, num_layers=1)
+    processor.image_processor = GotOcr2ImageProcessorPil(size={"height": 448, "width": 448})
+    processor.image_seq_length = 256
+    model = SimpleNamespace(config=InternVLConfig(vision_config=dict(image_size=[448, 448], patch_size=[14, 14]),
+                                                  image_seq_length=256, downsample_ratio=0.5))
+    assert FAMILY.encoder_size(processor, (640, 426), 2) == (1344, 896)
+    batch = _batch(processor, [[_noise(640, 426)]])
+    assert batch["pixel_values"].shape[0] == 7 and FAMILY.image_token_counts(model, processor, batch) == [[1792]]
+    grid = FAMILY.patch_grid(model, processor, (640, 426), 2)
+    assert grid.shape == (32, 48) and grid.index[0, 16] == 256 and grid.index[16, 0] == 3 * 256
+    assert grid.index[1, 0] == 16 and grid.index.max() == 6 * 256 - 1
+    assert FAMILY.thumbnail_index(model, processor, (640, 426), 2).shape == (16, 16)
+    assert FAMILY.encoder_size(processor, (640, 426), 2, HFOptions(max_patches=6)) == (1344, 896)
+    assert FAMILY.encoder_size(processor, (640, 426), 2, HFOptions(max_patches=2)) == (896, 448)
+    model.config.image_seq_length = 64  # a processor/config mismatch is refused, not mapped wrongly
+    with pytest.raises(ConfigError, match="image_seq_length 64"):
+        FAMILY.patch_grid(model, processor, (640, 426), 2)
+
+
+def test_the_adapter_options_reach_the_geometry(tmp_path):
+    from mimic.eval.api import create_model
+    from mimic.tiny import save_tiny
+
+    ckpt = save_tiny(tmp_path / "model", seed=0, num_layers=1, family="internvl")
+    adapter = create_model(f"hf:{ckpt}", {"max_patches": 4})
+    adapter.load()
+    assert adapter.family is FAMILY and type(adapter.processor).__name__ == "InternVLProcessorWithoutVideo"
+    assert FAMILY.encoder_size(adapter.processor, (640, 426), 2, adapter.options) == (2 * TILE, TILE)
+    assert FAMILY.encoder_size(adapter.processor, (640, 426), 2) == (3 * TILE, 2 * TILE)
+    grid = FAMILY.patch_grid(adapter.model, adapter.processor, (640, 426), 2, adapter.options)
+    assert grid.shape == (SIDE, 2 * SIDE)
+
+
+def test_run_stitch_on_a_tiny_internvl(bench, cache, tmp_path):
+    from mimic.eval.diagnostics.stitch import StitchSettings, grid_shape, run_stitch
+    from mimic.eval.predictions import read_predictions
+    from mimic.tiny import save_tiny
+
+    ckpt = save_tiny(tmp_path / "model", seed=0, num_layers=2, family="internvl")
+    summary = run_stitch(StitchSettings(data=str(bench), model=f"hf:{ckpt}", out=str(tmp_path / "stitch"),
+                                        configs=["counting_balanced"], limit=2, batch_size=2, cache_dir=cache,
+                                        model_options={"max_new_tokens": 3}, progress=False, bootstrap=10))
+    # one composite of (rows, cols) 484 px cells, tiled by its aspect (by hand, as above): square -> 3x3 tiles,
+    # 1x2 -> 4x2 (aspect 2, the larger tie), 2x3 -> 3x2; plus the thumbnail, 4 tokens per tile
+    by_grid = {(2, 2): 40, (3, 3): 40, (1, 2): 36, (2, 3): 28}
+    for r in read_predictions(tmp_path / "stitch" / "stitched" / "predictions.jsonl"):
+        grid = grid_shape(r["controls"]["num_images"])
+        assert r["prompt"].count("<IMG_CONTEXT>") == 1 and r["info"]["image_tokens"] == by_grid[grid]
+    for r in read_predictions(tmp_path / "stitch" / "multi" / "predictions.jsonl"):
+        assert r["info"]["image_tokens"] == 40 * r["controls"]["num_images"]
+    assert summary["configs"]["counting_balanced"]["stitched"]["n"] == 2
