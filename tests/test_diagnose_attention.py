@@ -231,6 +231,7 @@ def test_run_attention_writes_json_plots_and_resumes(bench, cache, tmp_path):
     md = (tmp_path / "report" / "report.md").read_text()
     assert md.startswith("# MIMIC evaluation report") and "## Diagnostics" in md and "| layer | inter | intra |" in md
     assert f"| 0 | {100 * again['layers'][0]['inter']:.1f} |" in md
+    assert f"gives inter {100 * again['chance_inter']:.1f}" in md and "counting_balanced 4" in md
     assert (tmp_path / "report" / "diag1_attention_by_layer.png").is_file()
 
 
