@@ -101,12 +101,12 @@ DIAG_SCORED = --batch-size $(EVAL_BATCH) $(if $(DIAG_LIMIT),--limit $(DIAG_LIMIT
 diagnose: setup
 	@if [ "$(DATA)" = "$(DEMO_DIR)/mimic-demo" ] && [ ! -f "$(DATA)/README.md" ]; then $(MAKE) demo; fi
 	$(if $(strip $(MODEL)),,test -f $(DIAG_TINY)/config.json || $(MIMIC) tiny-model --out $(DIAG_TINY))
-	$(MIMIC) diagnose attention $(DIAG_FLAGS) --samples $(DIAG_SAMPLES) --where num_images=4 --out $(DIAG_OUT)/attention-4img
-	$(MIMIC) diagnose attention $(DIAG_FLAGS) --samples $(DIAG_SAMPLES) --where num_images=6 --out $(DIAG_OUT)/attention-6img
+	$(MIMIC) diagnose attention $(DIAG_FLAGS) --limit $(DIAG_SAMPLES) --where num_images=4 --out $(DIAG_OUT)/attention-4img
+	$(MIMIC) diagnose attention $(DIAG_FLAGS) --limit $(DIAG_SAMPLES) --where num_images=6 --out $(DIAG_OUT)/attention-6img
 	$(MIMIC) diagnose pooling $(DIAG_FLAGS) $(DIAG_SCORED) --out $(DIAG_OUT)/pooling
 	$(MIMIC) diagnose stitch $(DIAG_FLAGS) $(DIAG_SCORED) --out $(DIAG_OUT)/stitch
 	$(MIMIC) diagnose answer-attention --data $(DATA) --model $(DIAG_SPEC) $(MODEL2) $(DIAG_ARGS) --configs counting_balanced \
-		--samples 2 --layer $(if $(strip $(MODEL)),15,2) $(if $(strip $(MODEL)),,--max-new-tokens 8) --out $(DIAG_OUT)/answer-attention
+		--limit 2 --layer $(if $(strip $(MODEL)),15,2) $(if $(strip $(MODEL)),,--max-new-tokens 8) --out $(DIAG_OUT)/answer-attention
 	$(MIMIC) diagnose sweep --data $(DATA) --variant position --configs counting_unbalanced \
 		$(if $(strip $(MODEL)),$(if $(DIAG_LIMIT),--limit $(DIAG_LIMIT)),--limit 6) --out $(DIAG_OUT)/sweep-position
 	for p in first middle last; do $(MIMIC) eval --data $(DIAG_OUT)/sweep-position/$$p --model $(DIAG_SPEC) \

@@ -1,23 +1,33 @@
-"""Vision-to-vision attention by layer, split into inter- and intra-image mass (paper Fig. 4 and Fig. 9).
+"""Vision-to-vision attention by layer, split into inter- and intra-image shares (paper Fig. 4 and Fig. 9).
 
-For every layer of the language model and every vision token (query) of a sample, the attention it pays to
-vision tokens (keys; under the causal mask, so only those before it) is normalised to sum to 1 and split by
-the image the key belongs to. Per sample and layer:
+The paper: "the normalized attention scores from each vision token to all other vision tokens in the input
+sequence subject to an autoregressive attention masking on a subset of 50 samples". Here, for every layer
+of the language model, every head and every vision token of a sample (the query), its attention weights on
+the *other* vision tokens it can see (those before it; its own key left out, as "other" says) are
+renormalised to sum to 1 and summed by the image of the key. Heads are averaged per query. Per sample and
+layer:
 
-- `inter`: the mean over vision queries (and heads) of the fraction that goes to *other* images;
-  `intra` = the fraction to the query's own image; inter + intra = 1.
-- `matrix[i][j]`: the mean over the queries of image i (and heads) of the fraction that goes to image j;
-  every row sums to 1 and, under the causal mask, the upper triangle is 0.
+- `inter`: the mean over the counted queries of the share that goes to *other* images; `intra` the share
+  to the query's own image; inter + intra = 1.
+- `matrix[i][j]`: the mean over the counted queries of image i of the share that goes to image j; every
+  row sums to 1 and, under the causal mask, the upper triangle is 0.
 
-A run averages these over samples (matrices over the samples with the same number of images). Queries of
-the first image can only look at their own image under the causal mask; they are counted like all others,
-as the paper's "from each vision token" does.
+A query with no other vision token to attend to (the first vision token; under per-image masking the first
+token of every image) has no share to split and is not counted. The first image's other tokens can only
+see their own image; they are counted like all others, as the paper's "from each vision token" does.
+A run averages the samples, each with the same weight (matrices over the samples with the same number of
+images).
+
+The reference (`chance_stats`): what uniform attention under the same causal mask and token layout gives,
+renormalised the same way, so a raw inter share can be read against it (with 4 LLaVA-OV images of 730
+tokens it is about 0.6, not 0).
 
 How: eager attention (the only kernel that returns the weights); a forward hook on each layer's
 `self_attn` turns the (1, heads, L, L) weights into the statistics above and drops them, so one layer's
-weights are alive at a time and a 10-image sample fits. One sample per forward pass, no generation.
-Works with per-image masking on (`enable_image_masking(model, layers, backend="eager")`): the inter mass of
-the masked layers is then exactly 0.
+weights are alive at a time and a 10-image sample fits. One sample per forward pass, no generation, the
+vocabulary projection on the last position only. Works with per-image masking on
+(`enable_image_masking(model, layers, backend="eager")`): the inter share of the masked layers is then
+exactly 0.
 """
 
 from __future__ import annotations
@@ -31,37 +41,76 @@ import torch
 
 from mimic.errors import ConfigError
 
-__all__ = ["AttentionSettings", "attention_stats", "family_of", "run_attention", "sample_attention",
-           "summarize_attention"]
+__all__ = ["AttentionSettings", "attention_stats", "balanced_rows", "chance_stats", "family_of",
+           "forward_without_logits", "run_attention", "sample_attention", "summarize_attention"]
 
 logger = logging.getLogger(__name__)
 
 ATTENTION_FILE = "attention.json"
 SAMPLES_FILE = "attention_samples.jsonl"
+# What `attention_stats` computes; a resume log of another definition is refused, not mixed in.
+STATISTIC = "vision queries, other vision keys before them (self excluded), renormalised per head, heads averaged"
 
 
-def attention_stats(weights: torch.Tensor, image_ids: torch.Tensor, num_images: int) -> dict:
-    """Inter/intra fractions and the image-by-image matrix of one sample's attention weights.
-
-    weights: (heads, L, L) softmax attention of one layer (rows = queries). image_ids: (L,) long, -1 for text
-    and k for the k-th image's tokens. Returns {"inter", "intra", "matrix" (num_images x num_images)}.
-    """
-    vis = image_ids >= 0
-    q_img = image_ids[vis]
-    onehot = torch.nn.functional.one_hot(q_img, num_images).to(torch.float64)  # (V, n)
-    # keys -> image one-hot over the whole sequence (text rows 0), so each head's weights are multiplied in
-    # place instead of copying the (V, V) vision block: at 10 LLaVA-OV images that block is 7.3k^2 per head
-    keys = torch.zeros(image_ids.shape[0], num_images, dtype=torch.float32, device=weights.device)
-    keys[vis] = onehot.to(keys)
-    mass = torch.stack([(weights[h].float() @ keys)[vis] for h in range(weights.shape[0])]).double()  # (H, V, n)
-    total = mass.sum(-1, keepdim=True)
-    frac = (mass / total).mean(0)  # (V, n), heads averaged
+def _shares(frac: torch.Tensor, q_img: torch.Tensor, num_images: int) -> dict:
+    """inter/intra/matrix of per-query shares. frac: (Q, n) float64, each counted query's share of its vision
+    attention per key image (rows sum to 1); q_img: (Q,) the image of each query."""
+    onehot = torch.nn.functional.one_hot(q_img, num_images).to(frac)
     own = frac.gather(1, q_img[:, None]).squeeze(1)
-    # the other images' fractions summed directly (not 1 - own), so that a masked layer gives exactly 0
+    # the other images' shares summed directly (not 1 - own), so that a masked layer gives exactly 0
     other = frac.scatter(1, q_img[:, None], 0.0).sum(1)
-    counts = onehot.sum(0)  # queries per image
+    # an image none of whose tokens is counted (a 1-token image under masking) keeps a zero row
+    counts = onehot.sum(0).clamp(min=1)
     matrix = (onehot.T @ frac) / counts[:, None]
-    return {"inter": float(other.mean()), "intra": float(own.mean()), "matrix": matrix.tolist()}
+    return {"inter": float(other.mean()), "intra": float(own.mean()), "matrix": matrix.tolist(),
+            "queries": int(len(q_img))}
+
+
+def attention_stats(weights: torch.Tensor, image_ids: torch.Tensor, num_images: int,
+                    chunk: int = 1024) -> dict:
+    """Inter/intra shares and the image-by-image matrix of one sample's attention weights at one layer.
+
+    weights: (heads, L, L) softmax attention of one layer (rows = queries), left unchanged. image_ids: (L,)
+    long, -1 for text and k for the k-th image's tokens. Per head and vision query, the weights on the
+    *other* vision tokens (the query's own key left out, as the paper's "to all other vision tokens") are
+    renormalised to 1 and summed per key image; heads are then averaged. A query with no weight on another
+    vision token (the first vision token of the sequence; under per-image masking, each image's first
+    token) has no share to split and is not counted. Returns {"inter", "intra", "matrix" (num_images x
+    num_images), "queries" (how many were counted)}.
+    """
+    vis_pos = (image_ids >= 0).nonzero().flatten()
+    q_img = image_ids[vis_pos]
+    # key -> image one-hot over the whole sequence (text rows 0): row chunks of each head are multiplied
+    # instead of copying the (V, V) vision block (at 10 LLaVA-OV images it is 7.3k^2 per head)
+    keys = torch.zeros(image_ids.shape[0], num_images, dtype=torch.float64, device=weights.device)
+    keys[vis_pos] = torch.nn.functional.one_hot(q_img, num_images).to(keys)
+    mass = torch.empty(weights.shape[0], len(vis_pos), num_images, dtype=torch.float64, device=weights.device)
+    for h in range(weights.shape[0]):
+        for start in range(0, len(vis_pos), chunk):
+            q = vis_pos[start : start + chunk]
+            w = weights[h, q].to(torch.float64)  # a copy: the diagonal is zeroed in it, not in `weights`
+            w[torch.arange(len(q), device=w.device), q] = 0.0
+            mass[h, start : start + len(q)] = w @ keys
+    total = mass.sum(-1, keepdim=True)
+    counted = (total > 0).all(0).flatten()
+    frac = (mass[:, counted] / total[:, counted]).mean(0)
+    return _shares(frac, q_img[counted].to(frac.device), num_images)
+
+
+def chance_stats(image_ids: torch.Tensor, num_images: int) -> dict:
+    """What `attention_stats` gives for uniform attention under the causal mask with this token layout.
+
+    Uniform attention spreads a query's weight evenly over the keys before it; renormalised over the other
+    vision tokens, as `attention_stats` does, each query's share of image j is the number of image-j tokens
+    before it over the number of vision tokens before it. Counted by cumulative sums, no L x L matrix.
+    image_ids: (L,) as for `attention_stats`. Returns the same keys.
+    """
+    q_img = image_ids[image_ids >= 0]
+    onehot = torch.nn.functional.one_hot(q_img, num_images).to(torch.float64)
+    before = onehot.cumsum(0) - onehot  # (V, n) vision tokens of each image strictly before the query
+    total = before.sum(1)
+    counted = total > 0
+    return _shares(before[counted] / total[counted, None], q_img[counted], num_images)
 
 
 def family_of(adapter, analysis: str):
@@ -104,16 +153,28 @@ def sample_attention(model, batch, image_ids: torch.Tensor, layers: Sequence[tor
 
     handles = [layer.self_attn.register_forward_hook(make_hook(i)) for i, layer in enumerate(layers)]
     try:
-        with torch.inference_mode():
-            model(**batch, use_cache=False)
+        forward_without_logits(model, batch)
     finally:
         for h in handles:
             h.remove()
     return [{"layer": i, **stats[i]} for i in sorted(stats)]
 
 
+def forward_without_logits(model, batch) -> None:
+    """One forward pass for its hooks only: the vocabulary projection runs on the last position alone
+    (`logits_to_keep=1`), not on all L (at the real shape L x 152k floats, about 1.8 GB of the peak)."""
+    with torch.inference_mode():
+        model(**batch, use_cache=False, logits_to_keep=1)
+
+
+def _mean(values) -> float:
+    values = list(values)
+    return sum(values) / len(values)
+
+
 def summarize_attention(samples: Sequence[dict]) -> dict:
-    """Averages over samples: per layer inter/intra, and the matrices per number of images."""
+    """Averages over samples (each sample weighs the same): per layer inter/intra, the matrices per number
+    of images, and the uniform-attention reference (`chance_inter`, `chance_matrices`) averaged alike."""
     if not samples:
         return {"samples": 0, "layers": [], "num_images": {}}
     n_layers = len(samples[0]["layers"])
@@ -121,24 +182,49 @@ def summarize_attention(samples: Sequence[dict]) -> dict:
     for s in samples:
         by_n.setdefault(int(s["num_images"]), []).append(s)
     common = max(by_n, key=lambda k: (len(by_n[k]), k))
+
+    def mean_matrix(matrices) -> list:
+        return torch.tensor(list(matrices), dtype=torch.float64).mean(0).tolist()
+
     layers = []
     for li in range(n_layers):
-        inter = sum(s["layers"][li]["inter"] for s in samples) / len(samples)
-        intra = sum(s["layers"][li]["intra"] for s in samples) / len(samples)
-        matrices = {}
-        for k, group in sorted(by_n.items()):
-            mats = torch.tensor([g["layers"][li]["matrix"] for g in group], dtype=torch.float64)
-            matrices[str(k)] = mats.mean(0).tolist()
-        layers.append({"layer": samples[0]["layers"][li]["layer"], "inter": inter, "intra": intra,
+        matrices = {str(k): mean_matrix(g["layers"][li]["matrix"] for g in group) for k, group in sorted(by_n.items())}
+        layers.append({"layer": samples[0]["layers"][li]["layer"],
+                       "inter": _mean(s["layers"][li]["inter"] for s in samples),
+                       "intra": _mean(s["layers"][li]["intra"] for s in samples),
                        "matrix": matrices[str(common)], "matrices": matrices})
     return {"samples": len(samples), "num_images": {str(k): len(v) for k, v in sorted(by_n.items())},
-            "matrix_num_images": common, "layers": layers}
+            "matrix_num_images": common, "chance_inter": _mean(s["chance"]["inter"] for s in samples),
+            "chance_matrices": {str(k): mean_matrix(g["chance"]["matrix"] for g in group)
+                                for k, group in sorted(by_n.items())},
+            "layers": layers}
+
+
+def balanced_rows(selections, limit: int, analysis: str) -> tuple[list, dict[str, int]]:
+    """Up to `limit` (selection, row index) pairs of rows with two or more images, one config after the
+    other in rounds (round-robin), so every config gives the same number of rows (give or take one in the
+    last round); when a config runs out, no further round starts, and a warning gives the number used.
+    Returns the pairs and the rows used per config."""
+    pools = [[(sel, i) for i in sel.indices if int(sel.rows[i].get("num_images") or 0) >= 2] for sel in selections]
+    pools = [p for p in pools if p]
+    if not pools:
+        raise ConfigError(f"mimic diagnose {analysis}: no selected row has two or more images")
+    rounds = min(len(p) for p in pools)
+    chosen = [p[r] for r in range(rounds) for p in pools][:limit]
+    if len(chosen) < limit:
+        logger.warning("mimic diagnose %s: --limit %d asks for more rows than the configs give in equal "
+                       "numbers; using %d (%s)", analysis, limit, len(chosen),
+                       ", ".join(f"{p[0][0].config} {len(p)} rows" for p in pools))
+    used: dict[str, int] = {}
+    for sel, _ in chosen:
+        used[sel.config] = used.get(sel.config, 0) + 1
+    return chosen, used
 
 
 @dataclass
 class AttentionSettings:
-    """One attention analysis. model: an hf: spec. samples: how many samples (the paper: 50), taken from the
-    selected rows in order. heatmap_layers: layers drawn as image-by-image heatmaps (default: first, middle,
+    """One attention analysis. model: an hf: spec. limit: how many samples (the paper: 50), taken from the
+    selected rows in rounds over the configs (`balanced_rows`). heatmap_layers: layers drawn as image-by-image heatmaps (default: first, middle,
     last). model_options: hf adapter options (dtype, device, mask_backend ...)."""
 
     data: str
@@ -146,7 +232,7 @@ class AttentionSettings:
     out: str
     configs: list[str] = field(default_factory=list)
     where: dict[str, list[str]] = field(default_factory=dict)
-    samples: int = 50
+    limit: int = 50
     split: str = "test"
     heatmap_layers: list[int] = field(default_factory=list)
     model_options: dict = field(default_factory=dict)
@@ -192,20 +278,17 @@ def run_attention(settings: AttentionSettings) -> dict:
     hf_target(settings.model, "attention")
     selections = select_rows(settings.data, settings.configs, settings.split, None, settings.where,
                              settings.cache_dir)
-    chosen = [(sel, i) for sel in selections for i in sel.indices
-              if int(sel.rows[i].get("num_images") or 0) >= 2][: settings.samples]
-    if not chosen:
-        raise ConfigError(f"{settings.data}: no selected row has two or more images")
+    chosen, rows_used = balanced_rows(selections, settings.limit, "attention")
     out = Path(settings.out)
     out.mkdir(parents=True, exist_ok=True)
     log = out / SAMPLES_FILE
-    identity = {"model": settings.model, "options": settings.model_options}
+    identity = {"model": settings.model, "options": settings.model_options, "statistic": STATISTIC}
     if settings.overwrite:
         log.unlink(missing_ok=True)
     done = {r["id"]: r for r in read_predictions(log)}
     for r in done.values():
         if r.get("identity") != identity:
-            raise ConfigError(f"{out} holds attention of another model or options; use another --out or --overwrite")
+            raise ConfigError(f"{out} holds attention of another model, options or statistic; use another --out or --overwrite")
     pending = [(sel, i) for sel, i in chosen if sel.rows[i]["id"] not in done]
     adapter = _load_eager(settings.model, settings.model_options) if pending else None
     writer = PredictionWriter(log) if pending else None  # drops a line cut off by an interruption
@@ -217,9 +300,11 @@ def run_attention(settings: AttentionSettings) -> dict:
             family = family_of(adapter, "attention")
             ids = family.image_ids(adapter.model, adapter.processor, batch, [len(request.images)])
             layers = sample_attention(adapter.model, batch, ids, family.text_layers(adapter.model))
-            record = {"id": request.id, "config": sel.config, "num_images": int(ids.max()) + 1,
+            n = int(ids.max()) + 1
+            record = {"id": request.id, "config": sel.config, "num_images": n,
                       "tokens": int(batch["input_ids"].shape[1]), "image_tokens": int((ids >= 0).sum()),
-                      "identity": identity, "layers": layers}
+                      "image_token_counts": torch.bincount(ids[0][ids[0] >= 0].cpu(), minlength=n).tolist(),
+                      "identity": identity, "chance": chance_stats(ids[0].cpu(), n), "layers": layers}
             writer.write_batch([record])
             done[request.id] = record
             bar.update(1)
@@ -231,8 +316,8 @@ def run_attention(settings: AttentionSettings) -> dict:
             adapter.close()
     samples = [done[sel.rows[i]["id"]] for sel, i in chosen]
     summary = {"analysis": "attention", "model": settings.model, "data": settings.data,
-               "configs": sorted({sel.config for sel, _ in chosen}), "where": settings.where,
-               **summarize_attention(samples)}
+               "statistic": STATISTIC, "configs": sorted(rows_used), "rows_used": rows_used,
+               "limit": settings.limit, "where": settings.where, **summarize_attention(samples)}
     n_layers = len(summary["layers"])
     heat = settings.heatmap_layers or sorted({0, n_layers // 2, n_layers - 1})
     bad = [h for h in heat if not 0 <= h < n_layers]
@@ -254,6 +339,8 @@ def plot_attention(summary: dict, out: Path) -> list[Path]:
     ax = fig.add_subplot()
     ax.plot(xs, [100 * entry["inter"] for entry in layers], marker="o", label="inter-image")
     ax.plot(xs, [100 * entry["intra"] for entry in layers], marker="s", label="intra-image")
+    ax.axhline(100 * summary["chance_inter"], color="C0", linestyle="--", linewidth=1,
+               label="inter-image, uniform attention")
     from matplotlib.ticker import MaxNLocator
 
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))

@@ -47,15 +47,19 @@ def _section(kind: str, data: dict, folder: Path, out: Path, k: int) -> list[str
                                  f"{'' if kept is None else f'{kept:.3f}'} | {c} | "
                                  f"{_pct(s['score'])} | [{_pct(s['ci_low'])}, {_pct(s['ci_high'])}] |")
     elif kind == "attention":
-        lines += [f"{data['samples']} samples (by number of images: {data['num_images']}); vision-to-vision "
-                  "attention in %.", "", "| layer | inter | intra |", "|---:|---:|---:|"]
+        used = ", ".join(f"{c} {n}" for c, n in data.get("rows_used", {}).items())
+        lines += [f"{data['samples']} samples (by number of images: {data['num_images']}; rows per config: "
+                  f"{used or 'not recorded'}); vision-to-vision attention in %. Uniform attention under the same "
+                  f"causal mask and layout gives inter {_pct(data.get('chance_inter'))}.", "",
+                  "| layer | inter | intra |", "|---:|---:|---:|"]
         lines += [f"| {e['layer']} | {_pct(e['inter'])} | {_pct(e['intra'])} |" for e in data["layers"]]
     elif kind == "answer_attention":
-        lines += [f"Layer {data['layer']}: share of the answer's attention on each image (%).", "",
+        lines += [f"Layer {data['layer']} ({data.get('layer_index', '0-based')}): share of the answer's attention "
+                  "on each image (%).", "",
                   "| model | sample | answer | image shares |", "|---|---|---|---|"]
         for spec, per_sample in data["models"].items():
             for sid, e in per_sample.items():
-                lines.append(f"| {spec} | {sid} | {e['answer']!r} | {' '.join(_pct(m) for m in e['mass'])} |")
+                lines.append(f"| {spec} | {sid} | {e['answer']!r} | {' '.join(_pct(m) for m in e['mass'] or [])} |")
     else:
         lines += [data["table6"], "", "| config | arm | n | score % | vision tokens |", "|---|---|---:|---:|---:|"]
         for c, arms in data["configs"].items():

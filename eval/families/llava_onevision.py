@@ -90,7 +90,8 @@ class LlavaOnevision(Family):
         side = vc.image_size // vc.patch_size
         crop = _crop_side(processor)
         # a patch row/column belongs to the image when its centre lies on the image, not on the padding; the
-        # patches cover side * patch_size px of the crop (378 of 384 px on the real checkpoints)
+        # encoder's patches are patch_size px of its image_size (27 x 14 = 378 of 384 px: the last 6 are
+        # never seen), not crop / side
         patch = vc.patch_size * crop / vc.image_size
         centres = (torch.arange(side) + 0.5) * patch
         rows = ((centres >= (crop - enc_h) / 2) & (centres <= (crop + enc_h) / 2)).nonzero().flatten()

@@ -107,37 +107,52 @@ def run_pooling_command(o: PoolingOptions) -> int:
     return 0
 
 
+# The paper's Fig. 4 setting (Fig. 9: --where num_images=6). The default configs are those with rows of both
+# 4 and 6 images, so that the two runs draw from the same tasks in the same proportions.
+ATTENTION_CONFIGS = ["listing", "common", "odd_one"]
+ATTENTION_WHERE = {"num_images": ["4"]}
+
+
+def _check_limit(limit: int) -> None:
+    if limit < 1:
+        raise ConfigError(f"--limit must be at least 1, got {limit}")
+
+
 @dataclass
 class AttentionOptions(_Common):
-    samples: int = opt(50, help="Samples to average over (the paper: 50), the first matching ones with 2+ images.")
+    limit: int = opt(50, help="Samples to average over (the paper: 50), taken in rounds over the configs so each "
+                     "gives as many; fewer (with a warning) when a config runs out.")
     heatmap_layers: list[int] = opt([], help="Layers drawn as image-by-image heatmaps (default: first, middle, "
                                     "last).")
 
 
 @command("diagnose attention", AttentionOptions)
 def run_attention_command(o: AttentionOptions) -> int:
-    """Fig. 4/9: vision-to-vision attention per layer, split into inter- and intra-image mass.
+    """Fig. 4/9: vision-to-vision attention per layer, split into inter- and intra-image shares.
 
     Eager attention, one sample per forward pass; OUT/attention_samples.jsonl grows by one line per sample
     (resumable), OUT/attention.json holds per layer `layer`, `inter`, `intra` and the image-by-image matrix,
+    `chance_inter` (uniform attention under the same causal mask and layout) and `rows_used` per config;
     OUT/attention_by_layer.png and OUT/attention_heatmaps.png plot them. Default data: rows with 4 images
-    (the paper's Fig. 4; --where num_images=6 gives Fig. 9). Example:
+    (the paper's Fig. 4; --where num_images=6 gives Fig. 9) of listing, common and odd_one (the configs with
+    rows of both sizes); --configs changes the configs and keeps the 4 images, --where changes the rows.
+    Example:
 
       mimic diagnose attention --data bench --model hf:llava-hf/llava-onevision-qwen2-0.5b-ov-hf --out diag/attn
     """
     from mimic.eval.diagnostics.attention import AttentionSettings, run_attention
 
-    if o.samples < 1:
-        raise ConfigError(f"--samples must be at least 1, got {o.samples}")
-    where = _where(o, {"num_images": ["4"]} if not o.configs else None)
+    _check_limit(o.limit)
     summary = run_attention(AttentionSettings(
-        data=o.data, model=o.model, out=o.out, configs=o.configs, where=where, samples=o.samples, split=o.split,
-        heatmap_layers=o.heatmap_layers, model_options=_options(o), cache_dir=o.cache_dir, progress=o.progress,
-        overwrite=o.overwrite))
+        data=o.data, model=o.model, out=o.out, configs=o.configs or ATTENTION_CONFIGS,
+        where=_where(o, ATTENTION_WHERE), limit=o.limit, split=o.split, heatmap_layers=o.heatmap_layers,
+        model_options=_options(o), cache_dir=o.cache_dir, progress=o.progress, overwrite=o.overwrite))
+    print(f"uniform-attention inter share (chance): {100 * summary['chance_inter']:.1f}")
     print("layer  inter  intra")
     for e in summary["layers"]:
         print(f"{e['layer']:>5}  {100 * e['inter']:5.1f}  {100 * e['intra']:5.1f}")
-    print(f"\nwrote {os.path.join(o.out, 'attention.json')} and plots beside it ({summary['samples']} samples)")
+    used = ", ".join(f"{c} {n}" for c, n in summary["rows_used"].items())
+    print(f"\nwrote {os.path.join(o.out, 'attention.json')} and plots beside it ({summary['samples']} samples: {used})")
     return 0
 
 
@@ -177,8 +192,9 @@ class AnswerAttentionOptions:
                    metavar="DIR")
     configs: list[str] = opt([], help="Configs to take samples from (default: every config).")
     where: list[str] = opt([], help="Control filter, COLUMN=VALUE[,VALUE...]; only matching rows are used.")
-    samples: int = opt(4, help="How many samples (the first matching ones with 2+ images).")
-    layer: int = opt(15, help="Language-model layer whose attention is drawn (the paper: 15).")
+    limit: int = opt(4, help="How many samples (matching rows with 2+ images, in rounds over the configs).")
+    layer: int = opt(15, help="Language-model layer whose attention is drawn, 0-based as the paper's layer numbers "
+                     "(its 'the 15th layer': 15).")
     split: str = opt("test", help="Dataset split.")
     max_new_tokens: int | None = opt(None, help="Most tokens per answer (default 64).")
     overwrite: bool = opt(False, help="Discard earlier results in --out instead of resuming.")
@@ -197,19 +213,18 @@ def run_answer_attention_command(o: AnswerAttentionOptions) -> int:
     Example (a base model and a fine-tuned one):
 
       mimic diagnose answer-attention --data bench --model hf:llava-hf/llava-onevision-qwen2-0.5b-ov-hf \\
-          hf:runs/masked-lora --configs counting_balanced --samples 4 --layer 15 --out diag/answer
+          hf:runs/masked-lora --configs counting_balanced --limit 4 --layer 15 --out diag/answer
     """
     from mimic.eval.diagnostics.answer_attention import AnswerAttentionSettings, run_answer_attention
 
-    if o.samples < 1:
-        raise ConfigError(f"--samples must be at least 1, got {o.samples}")
+    _check_limit(o.limit)
     summary = run_answer_attention(AnswerAttentionSettings(
-        data=o.data, models=o.model, out=o.out, configs=o.configs, where=_where(o), samples=o.samples,
+        data=o.data, models=o.model, out=o.out, configs=o.configs, where=_where(o), limit=o.limit,
         layer=o.layer, split=o.split, model_options=_options(o), cache_dir=o.cache_dir, progress=o.progress,
         overwrite=o.overwrite))
     for spec, per_sample in summary["models"].items():
         for sid, e in per_sample.items():
-            shares = " ".join(f"{100 * m:.1f}" for m in e["mass"])
+            shares = " ".join(f"{100 * m:.1f}" for m in e["mass"]) if e["mass"] else "(empty answer)"
             print(f"{spec}  {sid}  answer {e['answer']!r}  image shares % {shares}")
     print(f"\nwrote {os.path.join(o.out, 'answer_attention.json')}, {os.path.join(o.out, 'answer_attention.png')}")
     return 0
