@@ -40,6 +40,10 @@ ANSWER_FILE = "answer_attention.json"
 ROWS = "the rows that chose the answer tokens (P-1 .. P+n-2), end-of-sequence step left out; maps cropped to the image"
 
 
+# processor outputs that hold one value per prompt token, 0 for text
+PER_TOKEN_TEXT_KEYS = ("mm_token_type_ids", "token_type_ids")
+
+
 def answer_tokens(generated: torch.Tensor, eos_token_id: int | Sequence[int] | None) -> torch.Tensor:
     """The answer's tokens among `generated` (the new tokens of one sample): those before the first
     end-of-sequence token (all of them when generation stopped at its token budget)."""
@@ -61,6 +65,10 @@ def answer_rows(model, batch, answer: torch.Tensor, layer: torch.nn.Module) -> t
     # the last answer token is chosen by the row before it: it never needs to be an input itself
     full["input_ids"] = torch.cat([batch["input_ids"], answer[None, : n - 1].to(batch["input_ids"])], dim=1)
     full["attention_mask"] = torch.ones_like(full["input_ids"])
+    for key in PER_TOKEN_TEXT_KEYS:
+        # per-token type ids (Qwen2-VL's mm_token_type_ids place the images for M-RoPE): answer tokens are text
+        if key in batch:
+            full[key] = torch.cat([batch[key], batch[key].new_zeros(1, n - 1)], dim=1)
     grabbed: dict = {}
 
     def hook(module, args, output):
@@ -114,7 +122,7 @@ def answer_attention(adapter, request, layer: int) -> dict:
     for k, size in enumerate(sizes):
         tokens = row[ids == k]
         masses.append(float(tokens.sum()))
-        grid = family.patch_grid(model, adapter.processor, tuple(size), len(sizes))
+        grid = family.patch_grid(model, adapter.processor, tuple(size), len(sizes), adapter.options)
         maps.append(image_map(tokens, grid.index).tolist())
         grids.append(list(grid.shape))
     return {**entry, "mass": masses, "map": maps, "grid": grids}
