@@ -1,5 +1,6 @@
-"""`mimic diagnose stitch` on a tiny random LLaVA-OneVision: every image's pixels sit in its grid cell, the
-prompt has one image, both arms are scored side by side with their token counts."""
+"""`mimic diagnose stitch`: every image letterboxed into its grid cell, the cell sized so that the composite's
+vision tokens match the multi-image input's (counted by the real processor), the question unchanged, and
+stitch.json recording both arms' token counts per sample."""
 
 from __future__ import annotations
 
@@ -13,8 +14,10 @@ from PIL import Image
 from mimic.eval.diagnostics.stitch import (
     StitchSettings,
     grid_shape,
+    letterbox,
+    match_cell,
+    match_layout,
     run_stitch,
-    single_image_question,
     stitch_images,
 )
 from mimic.eval.predictions import read_predictions
@@ -23,28 +26,74 @@ from mimic.tiny import save_tiny
 CONFIGS = ("counting_balanced", "listing")
 
 
-def test_grid_and_cells_keep_every_image():
+def test_grid_and_letterboxed_cells_keep_every_image():
     assert [grid_shape(n) for n in (1, 2, 3, 4, 5, 10)] == [(1, 1), (1, 2), (2, 2), (2, 2), (2, 3), (3, 4)]
     rng = np.random.default_rng(0)
-    images = [Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8)) for h, w in
-              [(20, 30), (16, 16), (40, 10), (16, 16), (25, 25)]]
-    tile = 16
-    comp = np.asarray(stitch_images(images, tile))
-    assert comp.shape == (2 * tile, 3 * tile, 3)
-    for k, im in enumerate(images):
+    sizes = [(30, 20), (16, 16), (10, 40), (16, 16), (25, 25)]  # (w, h)
+    images = [Image.fromarray(rng.integers(1, 256, (h, w, 3), dtype=np.uint8)) for w, h in sizes]
+    cell = 16
+    comp = np.asarray(stitch_images(images, cell))
+    assert comp.shape == (2 * cell, 3 * cell, 3)
+    for k, (im, (w, h)) in enumerate(zip(images, sizes, strict=True)):
         r, c = divmod(k, 3)
-        cell = comp[r * tile : (r + 1) * tile, c * tile : (c + 1) * tile]
-        want = np.asarray(im.resize((tile, tile), Image.Resampling.BICUBIC))
-        assert np.array_equal(cell, want), k
-    assert not comp[tile:, 2 * tile :].any()  # the empty sixth cell is black
+        got = comp[r * cell : (r + 1) * cell, c * cell : (c + 1) * cell]
+        assert np.array_equal(got, np.asarray(letterbox(im, cell))), k
+        # the image's own pixels (never black here) span a box of its aspect ratio: not squashed to the square
+        ys, xs = np.nonzero(got.any(axis=2))
+        bw, bh = xs.max() - xs.min() + 1, ys.max() - ys.min() + 1
+        assert max(bw, bh) == cell and abs(bw / bh - w / h) < 2 / min(bw, bh) + 1e-9, (k, bw, bh)
+    assert not comp[cell:, 2 * cell :].any()  # the empty sixth cell is black
 
 
-def test_question_for_one_image():
-    assert single_image_question("How many cats are there in the images?") == "How many cats are there in the grid image?"
-    assert single_image_question("Count the occurrences of dogs in these images.") == (
-        "Count the occurrences of dogs in this grid image.")
-    assert single_image_question("Which class is repeated in all these images?") == (
-        "Which class is repeated in all parts of this grid image?")
+def test_match_cell_takes_the_closest_count():
+    # a staircase like anyres tiling: the count jumps, so the closest side may lie below the first one reaching it
+    def tokens_at(c):
+        return 100 * (c // 10)
+
+    assert match_cell(tokens_at, 300, start=16) == (30, 300)
+    assert match_cell(tokens_at, 290, start=16) == (30, 300)
+    assert match_cell(tokens_at, 240, start=64)[1] == 200  # 200 is 40 away, 300 is 60 away
+    capped = match_cell(lambda c: min(500, 10 * c), 10_000, start=16)
+    assert capped[1] == 500  # the processor's cap: the best it allows, reported as such
+
+
+@pytest.fixture(scope="module")
+def real_processor():
+    from mimic.tiny import real_shape_processor
+
+    return real_shape_processor()
+
+
+@pytest.mark.parametrize("n", [4, 7])
+def test_real_geometry_matches_the_multi_image_tokens(real_processor, n):
+    """The real 0.5B processor (384 px crops, anyres_max_9) on 640x426 images: the matched composite's token
+    count is within 2% of the multi-image count, where the paper's fixed 384 px tiles are off by far more."""
+    from mimic.eval.families import FAMILIES
+    from mimic.tiny import real_shape_config
+
+    family = FAMILIES.get("llava_onevision")
+    config = real_shape_config(real_processor.tokenizer)
+
+    class Model:  # the family reads only the config
+        pass
+
+    Model.config = config
+
+    def count(images):
+        text = "<|im_start|>user " + "<image>" * len(images) + "\nHow many?<|im_end|>"
+        batch = real_processor(text=[text], images=[images], return_tensors="pt")
+        return sum(family.image_token_counts(Model, real_processor, batch)[0])
+
+    multi = count([Image.new("RGB", (640, 426))] * n)
+    assert multi == 730 * n
+    best = match_layout(lambda size: count([Image.new("RGB", size)]), n, multi, start=384)
+    (rows, cols), (cw, ch) = best["grid"], best["cell"]
+    assert best["tokens"] == count([Image.new("RGB", (cols * cw, rows * ch))])
+    assert abs(best["tokens"] / multi - 1) < 0.02, best  # measured: 2929 / 2920 and 5089 / 5110
+    # the paper's fixed 384 px square tiles in the square grid: off by 27% (4 images) and 44% (7 images)
+    rows, cols = grid_shape(n)
+    fixed = count([Image.new("RGB", (cols * 384, rows * 384))])
+    assert abs(fixed / multi - 1) > 0.25
 
 
 @pytest.fixture(scope="module")
@@ -68,11 +117,19 @@ def test_run_stitch_side_by_side(bench, cache, tmp_path):
     stitched = read_predictions(tmp_path / "stitch" / "stitched" / "predictions.jsonl")
     multi = read_predictions(tmp_path / "stitch" / "multi" / "predictions.jsonl")
     assert [r["id"] for r in stitched] == [r["id"] for r in multi]
+    by_id = {s["id"]: s for s in summary["samples"]}
     for r, m in zip(stitched, multi, strict=True):
-        assert r["prompt"].count("<image>") == 1 and "grid image" in r["prompt"]
-        assert m["prompt"].count("<image>") == m["controls"]["num_images"]
-        # one composite gets anyres patching: more than one base crop, unlike a 5-token single crop
-        assert r["info"]["image_tokens"] > 5
+        n = m["controls"]["num_images"]
+        # the same question; only the n image placeholders became one
+        assert r["prompt"] == m["prompt"].replace("<image>" * n, "<image>")
+        fed = by_id[r["id"]]
+        assert fed["multi_tokens"] == m["info"]["image_tokens"] == 5 * n  # the tiny model: 5 tokens per image
+        assert fed["stitched_tokens"] == r["info"]["image_tokens"]  # recorded from what the model got
+        assert fed["token_ratio"] == pytest.approx(r["info"]["image_tokens"] / m["info"]["image_tokens"])
+    ratios = [s["token_ratio"] for s in summary["samples"]]
+    assert summary["token_ratio"] == pytest.approx(sum(ratios) / len(ratios))
+    assert {m["id"] for m in summary["mismatch"]} == {s["id"] for s in summary["samples"]
+                                                      if abs(s["token_ratio"] - 1) > 0.1}
     assert summary["table6"].splitlines()[0] == "| model | counting_balanced | listing |"
     assert json.loads((tmp_path / "stitch" / "stitch.json").read_text())["table6"] == summary["table6"]
     assert (tmp_path / "stitch" / "stitch.png").stat().st_size > 1000

@@ -61,9 +61,13 @@ def _section(kind: str, data: dict, folder: Path, out: Path, k: int) -> list[str
             for sid, e in per_sample.items():
                 lines.append(f"| {spec} | {sid} | {e['answer']!r} | {' '.join(_pct(m) for m in e['mass'] or [])} |")
     else:
-        lines += [data["table6"], "", "| config | arm | n | score % | vision tokens |", "|---|---|---:|---:|---:|"]
+        lines += [data["table6"], "", f"Vision tokens stitched / multi-image: {data['token_ratio']:.3f} (mean over "
+                  f"samples; {data['sizing']}); {len(data['mismatch'])} samples off by more than "
+                  f"{100 * data['mismatch_threshold']:.0f}%.", "",
+                  "| config | arm | n | score % | vision tokens |", "|---|---|---:|---:|---:|"]
         for c, arms in data["configs"].items():
-            for arm, s in arms.items():
+            for arm in ("multi", "stitched"):
+                s = arms.get(arm)
                 if s:
                     tok = s.get("vision_tokens")
                     lines.append(f"| {c} | {arm} | {s['n']} | {_pct(s['score'])} | "

@@ -1,31 +1,46 @@
 """Multi-image input against one stitched composite of the same images (paper appendix, Table 6).
 
-The stitched arm resizes each of a sample's images to tile x tile (the paper: 384 for LLaVA-OV, the size of
-its one base crop, so the token budget matches; 484 for Qwen2-VL and InternVL2) and pastes them row by row
-into a grid of ceil(sqrt(n)) columns (empty cells black). The prompt becomes a single-image prompt: one
-image in the chat template (no separators between images) and the question's "these images" turned into
-"this grid image". The multi-image arm is a plain `mimic eval` of the same samples. Both are ordinary eval
-runs (OUT/multi, OUT/stitched: resumable, progress, scoring as `mimic eval`); stitch.json sets their
-scores side by side per config with the mean vision-token count of each arm, so the match can be checked,
-and stitch.png draws them.
+The paper builds "a single composite image by stitching multiple images together in a grid format, ensuring
+that the total number of vision tokens remains similar to that of the multi-image input"; what changes is
+that the prompt holds no image separators and the encoder sees parts of several images at once.
+
+The stitched arm pastes a sample's images row by row into a near-square grid of cells, each image
+letterboxed into its cell (scaled to fit, aspect ratio kept, centred on black; empty cells black). The layout
+(grid, cell shape, cell size) is chosen so that the composite gets as many vision tokens as the multi-image
+input: both counts come from the model's own processor (the family's `image_token_counts` on a real processor
+output), the multi-image one for the sample's images, the composite's for each candidate size (a search over
+near-square grids, a few cell shapes and the cell's scale, cached by composite size), and the closest is
+taken, the square grid of square cells first on ties. Where the processor caps a single image (LLaVA-OV's anyres_max_9,
+Qwen2-VL's max_pixels, InternVL's max_patches) the count cannot reach the multi-image one; the sample is then
+listed under `mismatch` with its ratio instead of being hidden. `--tile-size` fixes the cell side instead (the
+paper's caption names 384 px for LLaVA-OV and 484 px for Qwen2-VL and InternVL2).
+
+The question text is the multi-image arm's, unchanged: only the image placeholders differ (one image in the
+chat template instead of n). Both arms are ordinary eval runs (OUT/multi, OUT/stitched: resumable, progress,
+scoring as `mimic eval`); every stitched prediction records what was fed (`info["stitch"]`: both arms' vision
+tokens, the cell, the grid and the composite's size), and stitch.json sets the arms side by side per config
+with `token_ratio` = stitched / multi-image tokens, per sample and averaged.
 """
 
 from __future__ import annotations
 
 import math
-import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from mimic.errors import ConfigError
+from mimic.errors import ConfigError, DataError
 from mimic.eval.api import Request
 from mimic.eval.models.hf import HFModel
 
-__all__ = ["StitchSettings", "StitchedHFModel", "grid_shape", "run_stitch", "single_image_question", "stitch_images"]
+__all__ = ["StitchSettings", "StitchedHFModel", "grid_shape", "layouts", "letterbox", "match_cell", "match_layout",
+           "run_stitch", "stitch_images"]
 
 STITCH_FILE = "stitch.json"
-_PLURAL = re.compile(r"\b(all )?(these|the given|the provided|the) images\b")
+# a stitched sample whose token count is further than this from the multi-image one is listed under `mismatch`
+MISMATCH = 0.10
+# the longest composite side tried: beyond it every family's processor caps a single image anyway
+MAX_SIDE = 4096
 
 
 def grid_shape(n: int) -> tuple[int, int]:
@@ -34,65 +49,191 @@ def grid_shape(n: int) -> tuple[int, int]:
     return math.ceil(n / cols), cols
 
 
-def stitch_images(images: Sequence, tile: int):
-    """One RGB composite: image k resized to tile x tile at row k // cols, column k % cols."""
+def _cell_size(cell: int | tuple[int, int]) -> tuple[int, int]:
+    return (cell, cell) if isinstance(cell, int) else (int(cell[0]), int(cell[1]))
+
+
+def letterbox(image, cell: int | tuple[int, int]):
+    """`image` scaled to fit a cell (a side, or (width, height)) with its aspect ratio kept (bicubic), centred
+    on black."""
     from PIL import Image
 
-    rows, cols = grid_shape(len(images))
-    canvas = Image.new("RGB", (cols * tile, rows * tile))
-    for k, im in enumerate(images):
-        r, c = divmod(k, cols)
-        canvas.paste(im.convert("RGB").resize((tile, tile), Image.Resampling.BICUBIC), (c * tile, r * tile))
+    cw, ch = _cell_size(cell)
+    w, h = image.size
+    scale = min(cw / w, ch / h)
+    size = (max(1, min(cw, round(w * scale))), max(1, min(ch, round(h * scale))))
+    canvas = Image.new("RGB", (cw, ch))
+    canvas.paste(image.convert("RGB").resize(size, Image.Resampling.BICUBIC), ((cw - size[0]) // 2, (ch - size[1]) // 2))
     return canvas
 
 
-def single_image_question(question: str) -> str:
-    """The question worded for one composite image ("in these images" -> "in this grid image")."""
+def stitch_images(images: Sequence, cell: int | tuple[int, int], grid: tuple[int, int] | None = None):
+    """One RGB composite: image k letterboxed into the cell at row k // cols, column k % cols of `grid`
+    ((rows, cols); default `grid_shape`)."""
+    from PIL import Image
 
-    def repl(m: re.Match) -> str:
-        det = {"these": "this", "the given": "the given", "the provided": "the provided", "the": "the"}[m.group(2)]
-        return ("all parts of " if m.group(1) else "") + f"{det} grid image"
+    rows, cols = grid or grid_shape(len(images))
+    if rows * cols < len(images):
+        raise ValueError(f"a {rows}x{cols} grid cannot hold {len(images)} images")
+    cw, ch = _cell_size(cell)
+    canvas = Image.new("RGB", (cols * cw, rows * ch))
+    for k, im in enumerate(images):
+        r, c = divmod(k, cols)
+        canvas.paste(letterbox(im, (cw, ch)), (c * cw, r * ch))
+    return canvas
 
-    return _PLURAL.sub(repl, question)
+
+# cell shapes (width : height) tried besides the square: the composite's aspect ratio moves the token count of
+# processors that tile (LLaVA-OV's anyres grid, InternVL's canvas), whose counts move in coarse steps otherwise
+CELL_ASPECTS = ((1, 1), (4, 3), (3, 4), (3, 2), (2, 3))
+
+
+def layouts(n: int) -> list[tuple[int, int]]:
+    """Near-square grids (rows, cols) for n images with no empty row, the `grid_shape` one first."""
+    out = [grid_shape(n)]
+    for rows in (math.floor(math.sqrt(n)), math.ceil(math.sqrt(n))):
+        cols = math.ceil(n / rows)
+        for shape in ((rows, cols), (cols, rows)):
+            r, c = shape
+            if r * c >= n and (r - 1) * c < n and shape not in out:
+                out.append(shape)
+    return out
+
+
+def match_layout(tokens_at: Callable[[tuple[int, int]], int], n: int, target: int, start: int) -> dict:
+    """The grid and cell whose composite's token count is closest to `target`: over `layouts(n)` and
+    `CELL_ASPECTS`, each scaled by `match_cell`; ties go to the earlier layout and aspect (the square grid of
+    square cells first). tokens_at((width, height)): the composite's vision tokens at that size."""
+    best = None
+    for rows, cols in layouts(n):
+        for aw, ah in CELL_ASPECTS:
+            def cell_of(side: int, aw=aw, ah=ah) -> tuple[int, int]:
+                return max(1, round(side * aw / max(aw, ah))), max(1, round(side * ah / max(aw, ah)))
+
+            def at(side: int, rows=rows, cols=cols, cell_of=cell_of) -> int:
+                cw, ch = cell_of(side)
+                return tokens_at((cols * cw, rows * ch))
+
+            side, tokens = match_cell(at, target, start, largest=MAX_SIDE // max(rows, cols))
+            if best is None or abs(tokens - target) < abs(best["tokens"] - target):
+                best = {"grid": [rows, cols], "cell": list(cell_of(side)), "tokens": tokens}
+    return best
+
+
+def match_cell(tokens_at: Callable[[int], int], target: int, start: int, largest: int = MAX_SIDE) -> tuple[int, int]:
+    """(cell side, its token count) whose count is closest to `target` (ties: the smaller side).
+
+    tokens_at(cell): the composite's vision tokens at that cell side, non-decreasing up to the processor's
+    rounding. A doubling then a bisection find the smallest side reaching `target`; its neighbours are compared,
+    since the count moves in steps. largest: the largest side tried."""
+    hi = max(1, min(start, largest))
+    while tokens_at(hi) < target and hi < largest:
+        hi = min(largest, hi * 2)
+    lo = 1
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if tokens_at(mid) >= target:
+            hi = mid
+        else:
+            lo = mid + 1
+    candidates = range(max(1, hi - 4), min(largest, hi + 4) + 1)
+    best = min(candidates, key=lambda c: (abs(tokens_at(c) - target), c))
+    return best, tokens_at(best)
 
 
 class StitchedHFModel(HFModel):
-    """The `hf:` adapter fed one stitched composite per sample and a single-image prompt."""
+    """The `hf:` adapter fed one stitched composite per sample (see the module docstring).
+
+    tile: a fixed cell side; None sizes the cell per sample to match the multi-image token count."""
 
     def __init__(self, target: str | None = None, options=None, tile: int | None = None):
         super().__init__(target, options)
         self.tile = tile
+        self._counts: dict[tuple[int, int], int] = {}
+        self._layouts: dict[tuple[int, int], dict] = {}
+        self._fed: list[dict] | None = None
 
     def load(self) -> None:
         if self.model is not None:
             return
         super().load()
-        if self.tile is None:
-            from mimic.eval.diagnostics.attention import family_of
+        from mimic.eval.diagnostics.attention import family_of
 
-            self.tile = family_of(self, "stitch").stitch_tile(self.model, self.processor)
+        self._start = self.tile or family_of(self, "stitch").stitch_tile(self.model, self.processor)
 
-    def _stitched(self, request: Request) -> Request:
+    def _image_tokens(self, request: Request, images: Sequence) -> int:
+        """Vision tokens the processor gives `images` in `request`'s prompt (the family's own count)."""
+        text = HFModel.render(self, Request(id=request.id, config=request.config, task=request.task,
+                                            question=request.question, images=images, sample=request.sample))
+        batch = self.processor(text=[text], images=[[im.convert("RGB") for im in images]], return_tensors="pt",
+                               **self._processor_kwargs())
+        return sum(self.family.image_token_counts(self.model, self.processor, batch)[0])
+
+    def _composite_tokens(self, request: Request, size: tuple[int, int]) -> int:
+        # the count depends on the composite's size only, so a blank canvas stands in for it and is cached
+        if size not in self._counts:
+            from PIL import Image
+
+            self._counts[size] = self._image_tokens(request, [Image.new("RGB", size)])
+        return self._counts[size]
+
+    def _stitched(self, request: Request) -> tuple[Request, dict]:
         self.load()
-        return Request(id=request.id, config=request.config, task=request.task,
-                       question=single_image_question(request.question),
-                       images=[stitch_images(request.images, self.tile)] if request.images else [],
-                       sample={**request.sample, "num_images": 1, "stitched": True})
+        n = len(request.images)
+        multi = self._image_tokens(request, request.images)
+        key = (n, multi)
+        if self.tile is not None:
+            rows, cols = grid_shape(n)
+            layout = {"grid": [rows, cols], "cell": [self.tile, self.tile],
+                      "tokens": self._composite_tokens(request, (cols * self.tile, rows * self.tile))}
+        elif key in self._layouts:
+            layout = self._layouts[key]
+        else:
+            layout = self._layouts[key] = match_layout(lambda size: self._composite_tokens(request, size), n, multi,
+                                                       self._start)
+        (rows, cols), (cw, ch) = layout["grid"], layout["cell"]
+        stitched = Request(id=request.id, config=request.config, task=request.task, question=request.question,
+                           images=[stitch_images(request.images, (cw, ch), (rows, cols))],
+                           sample={**request.sample, "stitched": True})
+        fed = {"multi_tokens": multi, "stitched_tokens": layout["tokens"], "cell": [cw, ch], "grid": [rows, cols],
+               "composite_size": [cols * cw, rows * ch], "num_images": n}
+        return stitched, fed
 
     def render(self, request: Request) -> str:
         # the runner records the prompt of the original request; encode renders the stitched one
         if not request.sample.get("stitched"):
-            request = self._stitched(request)
+            request = self._stitched(request)[0]
         return super().render(request)
 
     def encode(self, requests: Sequence[Request]):
-        return super().encode([self._stitched(r) for r in requests])
+        pairs = [self._stitched(r) for r in requests]
+        batch = super().encode([r for r, _ in pairs])
+        # what the model really got, not the search's estimate
+        fed_tokens = [sum(c) for c in self.family.image_token_counts(self.model, self.processor, batch)]
+        for (_, fed), got in zip(pairs, fed_tokens, strict=True):
+            if got != fed["stitched_tokens"]:
+                raise DataError(f"stitch: the composite got {got} vision tokens, its size predicted "
+                                f"{fed['stitched_tokens']}")
+        self._fed = [fed for _, fed in pairs]
+        return batch
+
+    def generate(self, requests: Sequence[Request]):
+        self._fed = None
+        results = super().generate(requests)
+        for result, fed in zip(results, self._fed or [], strict=True):
+            result.info["stitch"] = fed
+        return results
+
+    def _diagnostic(self) -> dict:
+        # "matched": runs of the earlier stitching (squashed tiles, reworded question) are not resumed as this one
+        return {"analysis": "stitch", "tile": self.tile, "sizing": "fixed" if self.tile else "matched",
+                "letterbox": True}
 
     def identity(self) -> dict:
-        return {**super().identity(), "diagnostic": {"analysis": "stitch", "tile": self.tile}}
+        return {**super().identity(), "diagnostic": self._diagnostic()}
 
     def describe(self) -> dict:
-        return {**super().describe(), "diagnostic": {"analysis": "stitch", "tile": self.tile}}
+        return {**super().describe(), "diagnostic": self._diagnostic()}
 
 
 @dataclass
@@ -124,6 +265,24 @@ def _arm_summary(results: dict, records: list[dict]) -> dict:
     return out
 
 
+def _samples(multi: list[dict], stitched: list[dict]) -> list[dict]:
+    """Per sample what each arm was fed, checked: the multi-image count the sizing aimed at must be the one
+    the multi-image run really fed, sample by sample."""
+    fed_multi = {r["id"]: r.get("info", {}).get("image_tokens") for r in multi}
+    out = []
+    for r in stitched:
+        info = r.get("info", {}).get("stitch")
+        if info is None:
+            raise DataError(f"stitch: prediction {r['id']} records no stitch sizes (a run of an earlier version? "
+                            "rerun with --overwrite)")
+        if fed_multi.get(r["id"]) != info["multi_tokens"]:
+            raise DataError(f"stitch: sample {r['id']}: the multi-image run fed {fed_multi.get(r['id'])} vision "
+                            f"tokens, the sizing counted {info['multi_tokens']}")
+        out.append({"id": r["id"], "config": r["config"], **info,
+                    "token_ratio": info["stitched_tokens"] / info["multi_tokens"]})
+    return out
+
+
 def run_stitch(settings: StitchSettings) -> dict:
     """Run (or resume) both arms, then write stitch.json and stitch.png."""
     from mimic.atomic import write_json
@@ -137,19 +296,34 @@ def run_stitch(settings: StitchSettings) -> dict:
     select_rows(settings.data, settings.configs, settings.split, settings.limit, settings.where, settings.cache_dir)
     base = create_model(settings.model, settings.model_options)
     out = Path(settings.out)
-    arms = {}
+    arms, records = {}, {}
     for arm, adapter in (("multi", HFModel(target, base.options)),
                          ("stitched", StitchedHFModel(target, base.options, tile=settings.tile_size))):
-        arms[arm] = _arm_summary(*run_arm(settings, adapter, out / arm, label=arm))
+        results, records[arm] = run_arm(settings, adapter, out / arm, label=arm)
+        arms[arm] = _arm_summary(results, records[arm])
+    samples = _samples(records["multi"], records["stitched"])
     configs = list(arms["multi"])
     table = {c: {"multi": arms["multi"][c], "stitched": arms["stitched"].get(c)} for c in configs}
+    for c in configs:
+        ratios = [s["token_ratio"] for s in samples if s["config"] == c]
+        table[c]["token_ratio"] = sum(ratios) / len(ratios) if ratios else None
     header = "| model | " + " | ".join(configs) + " |"
     lines = [header, "|" + "---|" * (len(configs) + 1)]
     for arm, name in (("multi", settings.model), ("stitched", f"{settings.model} (stitched)")):
         cells = [format_pct(table[c][arm]["score"]) if table[c][arm] else "\u2014" for c in configs]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    mismatch = [{"id": s["id"], "token_ratio": s["token_ratio"], "multi_tokens": s["multi_tokens"],
+                 "stitched_tokens": s["stitched_tokens"],
+                 "reason": ("fixed --tile-size" if settings.tile_size else
+                            "the processor's cap on one image" if s["stitched_tokens"] < s["multi_tokens"] else
+                            "the processor's token steps")}
+                for s in samples if abs(s["token_ratio"] - 1) > MISMATCH]
     summary = {"analysis": "stitch", "model": settings.model, "data": settings.data, "where": settings.where,
-               "configs": table, "table6": "\n".join(lines)}
+               "sizing": f"fixed cell {settings.tile_size} px" if settings.tile_size else
+               "cell sized per sample to match the multi-image vision tokens",
+               "token_ratio": sum(s["token_ratio"] for s in samples) / len(samples) if samples else None,
+               "mismatch_threshold": MISMATCH, "mismatch": mismatch,
+               "configs": table, "samples": samples, "table6": "\n".join(lines)}
     write_json(out / STITCH_FILE, summary)
     plot_stitch(summary, out / "stitch.png")
     return summary

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from dataclasses import dataclass
 
 from mimic.cli import command, opt
 from mimic.errors import ConfigError
+
+logger = logging.getLogger(__name__)
 
 __all__ = ["AttentionOptions", "PoolingOptions", "StitchOptions"]
 
@@ -113,6 +116,21 @@ ATTENTION_CONFIGS = ["listing", "common", "odd_one"]
 ATTENTION_WHERE = {"num_images": ["4"]}
 
 
+def _default_configs(data: str, paper: list[str]) -> list[str]:
+    """The paper's default configs that `data` holds (a warning names the missing ones); all missing: an error."""
+    from mimic.eval.data import config_names
+
+    available = config_names(data)
+    present = [c for c in paper if c in available]
+    if not present:
+        raise ConfigError(f"{data} holds none of the default configs {', '.join(paper)}; choose with --configs "
+                          f"(available: {', '.join(available)})")
+    if len(present) < len(paper):
+        logger.warning("%s lacks the default configs %s; using %s", data,
+                       ", ".join(c for c in paper if c not in present), ", ".join(present))
+    return present
+
+
 def _check_limit(limit: int) -> None:
     if limit < 1:
         raise ConfigError(f"--limit must be at least 1, got {limit}")
@@ -143,8 +161,9 @@ def run_attention_command(o: AttentionOptions) -> int:
     from mimic.eval.diagnostics.attention import AttentionSettings, run_attention
 
     _check_limit(o.limit)
+    configs = o.configs or _default_configs(o.data, ATTENTION_CONFIGS)
     summary = run_attention(AttentionSettings(
-        data=o.data, model=o.model, out=o.out, configs=o.configs or ATTENTION_CONFIGS,
+        data=o.data, model=o.model, out=o.out, configs=configs,
         where=_where(o, ATTENTION_WHERE), limit=o.limit, split=o.split, heatmap_layers=o.heatmap_layers,
         model_options=_options(o), cache_dir=o.cache_dir, progress=o.progress, overwrite=o.overwrite))
     print(f"uniform-attention inter share (chance): {100 * summary['chance_inter']:.1f}")
@@ -158,16 +177,20 @@ def run_attention_command(o: AttentionOptions) -> int:
 
 @dataclass
 class StitchOptions(_Scored):
-    tile_size: int | None = opt(None, help="Side of each image's cell in the composite (default: the paper's: "
-                                "LLaVA-OV's crop size, 384; 484 for Qwen2-VL and InternVL).")
+    tile_size: int | None = opt(None, help="Fix the side of each image's cell in the composite (the paper's "
+                                "caption: 384 for LLaVA-OV, 484 for Qwen2-VL and InternVL). Default: sized per "
+                                "sample so the composite gets as many vision tokens as the multi-image input.")
 
 
 @command("diagnose stitch", StitchOptions)
 def run_stitch_command(o: StitchOptions) -> int:
     """Table 6: each sample's images stitched into one grid composite vs the multi-image input.
 
-    Two eval runs (OUT/multi, OUT/stitched; resumable); OUT/stitch.json sets their scores side by side per
-    config with the mean vision tokens of each arm, OUT/stitch.png plots them. Example:
+    Each image is letterboxed into its cell; the cell is sized so the composite's vision tokens match the
+    multi-image input's as closely as the processor allows; the question text is unchanged. Two eval runs
+    (OUT/multi, OUT/stitched; resumable); OUT/stitch.json sets their scores side by side per config with both
+    arms' vision tokens per sample and token_ratio (stitched / multi-image), listing the samples the processor
+    could not match; OUT/stitch.png plots them. Example:
 
       mimic diagnose stitch --data bench --model hf:llava-hf/llava-onevision-qwen2-0.5b-ov-hf --out diag/stitch
     """
@@ -179,6 +202,8 @@ def run_stitch_command(o: StitchOptions) -> int:
         limit=o.limit, batch_size=o.batch_size, split=o.split, model_options=_options(o), cache_dir=o.cache_dir,
         progress=o.progress, overwrite=o.overwrite, bootstrap=o.bootstrap, bootstrap_seed=o.bootstrap_seed))
     print(summary["table6"])
+    print(f"\nvision tokens stitched / multi-image: {summary['token_ratio']:.3f} (mean over samples); "
+          f"{len(summary['mismatch'])} samples off by more than {100 * summary['mismatch_threshold']:.0f}%")
     print(f"\nwrote {os.path.join(o.out, 'stitch.json')}, {os.path.join(o.out, 'stitch.png')}")
     return 0
 
