@@ -54,7 +54,7 @@ def test_match_cell_takes_the_closest_count():
     assert match_cell(tokens_at, 290, start=16) == (30, 300)
     assert match_cell(tokens_at, 240, start=64)[1] == 200  # 200 is 40 away, 300 is 60 away
     capped = match_cell(lambda c: min(500, 10 * c), 10_000, start=16)
-    assert capped[1] == 500  # the processor's cap: the best it allows, reported as such
+    assert capped == (50, 500)  # the processor's cap: the smallest side that reaches it
 
 
 @pytest.fixture(scope="module")

@@ -136,6 +136,16 @@ def match_cell(tokens_at: Callable[[int], int], target: int, start: int, largest
             hi = mid
         else:
             lo = mid + 1
+    if tokens_at(hi) < target:
+        # capped below the target: the smallest side that already gets the cap's count, not a needlessly huge one
+        top, lo = tokens_at(hi), 1
+        while lo < hi:
+            mid = (lo + hi) // 2
+            if tokens_at(mid) >= top:
+                hi = mid
+            else:
+                lo = mid + 1
+        return hi, tokens_at(hi)
     candidates = range(max(1, hi - 4), min(largest, hi + 4) + 1)
     best = min(candidates, key=lambda c: (abs(tokens_at(c) - target), c))
     return best, tokens_at(best)
