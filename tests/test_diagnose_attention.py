@@ -245,7 +245,11 @@ def test_configs_keep_the_paper_rows(monkeypatch, tmp_path):
         seen.append(settings)
         return {"chance_inter": 0.5, "layers": [], "rows_used": {}, "samples": 0}
 
+    import mimic.eval.data as data
+
     monkeypatch.setattr(attention, "run_attention", fake)
+    # a benchmark holding the default configs and one more (no model or data is read: run_attention is faked)
+    monkeypatch.setattr(data, "config_names", lambda d: ["counting_balanced", "listing", "common", "odd_one"])
     base = ["diagnose", "attention", "--data", "d", "--model", "hf:m", "--out", str(tmp_path)]
     assert main(base) == 0
     assert main([*base, "--configs", "listing", "--limit", "7"]) == 0
@@ -255,3 +259,8 @@ def test_configs_keep_the_paper_rows(monkeypatch, tmp_path):
         (["listing"], {"num_images": ["4"]}, 7),
         (["listing", "common", "odd_one"], {"num_images": ["6"]}, 50),
     ]
+    # a benchmark without some of the default configs uses those it holds (with a warning), none: an error
+    monkeypatch.setattr(data, "config_names", lambda d: ["counting_balanced", "odd_one"])
+    assert main(base) == 0 and seen[-1].configs == ["odd_one"]
+    monkeypatch.setattr(data, "config_names", lambda d: ["counting_balanced"])
+    assert main(base) == 2

@@ -7,6 +7,7 @@ from mimic.eval.families.base import (
     FAMILIES,
     Family,
     PatchGrid,
+    ProjectorPooling,
     TokenPooling,
     family_for_model_type,
     pool_tokens,
@@ -19,5 +20,5 @@ from mimic.eval.families.internvl import InternVL
 from mimic.eval.families.llava_onevision import LlavaOnevision
 from mimic.eval.families.qwen2_vl import Qwen2VL
 
-__all__ = ["ANALYSES", "FAMILIES", "Family", "InternVL", "LlavaOnevision", "Qwen2VL", "PatchGrid", "TokenPooling", "family_for_model_type", "pool_tokens",
+__all__ = ["ANALYSES", "FAMILIES", "Family", "InternVL", "LlavaOnevision", "Qwen2VL", "PatchGrid", "ProjectorPooling", "TokenPooling", "family_for_model_type", "pool_tokens",
            "register_family", "shrink_placeholders"]

@@ -35,6 +35,7 @@ __all__ = [
     "FAMILIES",
     "Family",
     "PatchGrid",
+    "ProjectorPooling",
     "TokenPooling",
     "family_for_model_type",
     "pool_tokens",
@@ -151,6 +152,29 @@ class TokenPooling:
         for h in self._handles:
             h.remove()
         self._handles = []
+
+
+class ProjectorPooling(TokenPooling):
+    """Token pooling for families whose projector (`model.model.multi_modal_projector`) returns one (N, T, d)
+    block per image or tile: a forward hook pools each block by f along T (`pool_tokens`), and the prompt keeps,
+    of each image's placeholders, as many as `pooled_count` says its pooled features fill."""
+
+    def attach(self) -> None:
+        factor = self.factor
+        projector = self.model.model.multi_modal_projector
+        self._handles.append(projector.register_forward_hook(lambda module, args, output: pool_tokens(output, factor)))
+
+    def pooled_count(self, count: int) -> int:
+        """Placeholders of an image of `count` tokens after pooling."""
+        raise NotImplementedError
+
+    def shorten(self, batch, pad_id: int):
+        old = self.family.image_token_counts(self.model, self.processor, batch)
+        new = [[self.pooled_count(c) for c in row] for row in old]
+        token_id = self.family.image_token_id(self.model, self.processor)
+        batch["input_ids"], batch["attention_mask"] = shrink_placeholders(
+            batch["input_ids"], batch["attention_mask"], token_id, old, new, pad_id)
+        return batch
 
 
 class Family:

@@ -30,10 +30,9 @@ from mimic.eval.families.base import (
     ANALYSES,
     Family,
     PatchGrid,
+    ProjectorPooling,
     TokenPooling,
-    pool_tokens,
     register_family,
-    shrink_placeholders,
 )
 
 __all__ = ["InternVL"]
@@ -59,26 +58,15 @@ def _tile_tokens_side(model) -> int:
     return int(side)
 
 
-class _Pooling(TokenPooling):
-    """Average-pool each tile's projected tokens (`multi_modal_projector` output, (tiles, T, d)) by f; each
-    image's run keeps n_tiles x ceil(T/f) of its n_tiles x T placeholders (see the module docstring)."""
+class _Pooling(ProjectorPooling):
+    """Each tile's T projected tokens pooled by f; each image's run keeps n_tiles x ceil(T/f) of its
+    n_tiles x T placeholders (see the module docstring)."""
 
-    def attach(self) -> None:
-        factor = self.factor
-        projector = self.model.model.multi_modal_projector
-        self._handles.append(projector.register_forward_hook(lambda module, args, output: pool_tokens(output, factor)))
-
-    def shorten(self, batch, pad_id: int):
+    def pooled_count(self, count: int) -> int:
         per_tile = int(self.model.config.image_seq_length)
-        old = self.family.image_token_counts(self.model, self.processor, batch)
-        bad = [c for row in old for c in row if c % per_tile]
-        if bad:
-            raise ConfigError(f"internvl: an image has {bad[0]} tokens, not a whole number of {per_tile}-token tiles")
-        new = [[c // per_tile * math.ceil(per_tile / self.factor) for c in row] for row in old]
-        token_id = self.family.image_token_id(self.model, self.processor)
-        batch["input_ids"], batch["attention_mask"] = shrink_placeholders(
-            batch["input_ids"], batch["attention_mask"], token_id, old, new, pad_id)
-        return batch
+        if count % per_tile:
+            raise ConfigError(f"internvl: an image has {count} tokens, not a whole number of {per_tile}-token tiles")
+        return count // per_tile * math.ceil(per_tile / self.factor)
 
 
 @register_family

@@ -19,10 +19,9 @@ from mimic.eval.families.base import (
     ANALYSES,
     Family,
     PatchGrid,
+    ProjectorPooling,
     TokenPooling,
-    pool_tokens,
     register_family,
-    shrink_placeholders,
 )
 
 __all__ = ["LlavaOnevision"]
@@ -36,25 +35,12 @@ def _crop_side(processor) -> int:
     return int(side)
 
 
-class _Pooling(TokenPooling):
-    """Average-pool each image's projected tokens (`multi_modal_projector` output, (images, T, d)) by f;
-    the prompt keeps the first ceil(T/f) of each image's T grid placeholders plus the newline."""
+class _Pooling(ProjectorPooling):
+    """Each image's 729 (T) projected grid tokens pooled by f; the prompt keeps the first ceil(T/f) of each
+    image's T grid placeholders plus the newline (which the model appends after the projector)."""
 
-    def attach(self) -> None:
-        factor = self.factor
-        projector = self.model.model.multi_modal_projector
-        self._handles.append(projector.register_forward_hook(lambda module, args, output: pool_tokens(output, factor)))
-
-    def shorten(self, batch, pad_id: int):
-        from mimic.train_trl.masking import image_token_counts
-
-        old = image_token_counts(self.model.config, batch["image_sizes"], batch["batch_num_images"].tolist())
-        # every count is T + 1 (grid tokens, then the newline the model appends after pooling)
-        new = [[math.ceil((c - 1) / self.factor) + 1 for c in row] for row in old]
-        token_id = self.family.image_token_id(self.model, self.processor)
-        batch["input_ids"], batch["attention_mask"] = shrink_placeholders(
-            batch["input_ids"], batch["attention_mask"], token_id, old, new, pad_id)
-        return batch
+    def pooled_count(self, count: int) -> int:
+        return math.ceil((count - 1) / self.factor) + 1
 
 
 @register_family
