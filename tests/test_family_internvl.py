@@ -284,7 +284,7 @@ def test_run_attention_on_a_tiny_internvl(bench, cache, tmp_path):
 
     ckpt = save_tiny(tmp_path / "model", seed=0, num_layers=3, family="internvl")
     summary = run_attention(AttentionSettings(data=str(bench), model=f"hf:{ckpt}", out=str(tmp_path / "attn"),
-                                              samples=2, progress=False, cache_dir=cache))
+                                              limit=2, progress=False, cache_dir=cache))
     assert [entry["layer"] for entry in summary["layers"]] == [0, 1, 2]
     records = [json.loads(line) for line in (tmp_path / "attn" / "attention_samples.jsonl").read_text().splitlines()]
     assert len(records) == 2
@@ -363,7 +363,7 @@ def test_the_adapter_options_reach_the_geometry(tmp_path):
 
 
 def test_run_stitch_on_a_tiny_internvl(bench, cache, tmp_path):
-    from mimic.eval.diagnostics.stitch import StitchSettings, grid_shape, run_stitch
+    from mimic.eval.diagnostics.stitch import StitchSettings, run_stitch
     from mimic.eval.predictions import read_predictions
     from mimic.tiny import save_tiny
 
@@ -371,12 +371,13 @@ def test_run_stitch_on_a_tiny_internvl(bench, cache, tmp_path):
     summary = run_stitch(StitchSettings(data=str(bench), model=f"hf:{ckpt}", out=str(tmp_path / "stitch"),
                                         configs=["counting_balanced"], limit=2, batch_size=2, cache_dir=cache,
                                         model_options={"max_new_tokens": 3}, progress=False, bootstrap=10))
-    # one composite of (rows, cols) 484 px cells, tiled by its aspect (by hand, as above): square -> 3x3 tiles,
-    # 1x2 -> 4x2 (aspect 2, the larger tie), 2x3 -> 3x2; plus the thumbnail, 4 tokens per tile
-    by_grid = {(2, 2): 40, (3, 3): 40, (1, 2): 36, (2, 3): 28}
+    # 7 images of 40 tokens = 280 against one composite: InternVL caps one image at 12 tiles + the thumbnail,
+    # 13 x 4 = 52 tokens, so the sizing takes the cap and stitch.json lists the sample as capped
+    by_id = {s["id"]: s for s in summary["samples"]}
     for r in read_predictions(tmp_path / "stitch" / "stitched" / "predictions.jsonl"):
-        grid = grid_shape(r["controls"]["num_images"])
-        assert r["prompt"].count("<IMG_CONTEXT>") == 1 and r["info"]["image_tokens"] == by_grid[grid]
+        assert r["prompt"].count("<IMG_CONTEXT>") == 1 and r["info"]["image_tokens"] == 52
+        assert by_id[r["id"]]["stitched_tokens"] == 52 and by_id[r["id"]]["multi_tokens"] == 280
+    assert {m["reason"] for m in summary["mismatch"]} == {"the processor's cap on one image"}
     for r in read_predictions(tmp_path / "stitch" / "multi" / "predictions.jsonl"):
         assert r["info"]["image_tokens"] == 40 * r["controls"]["num_images"]
     assert summary["configs"]["counting_balanced"]["stitched"]["n"] == 2

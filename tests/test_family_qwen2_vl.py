@@ -248,7 +248,7 @@ def test_run_attention_on_qwen2_vl(bench, cache, saved, tmp_path):
     from mimic.eval.diagnostics.attention import AttentionSettings, run_attention
 
     summary = run_attention(AttentionSettings(data=str(bench), model=f"hf:{saved}", out=str(tmp_path / "att"),
-                                              samples=2, progress=False, cache_dir=cache))
+                                              limit=2, progress=False, cache_dir=cache))
     records = [json.loads(line) for line in (tmp_path / "att" / "attention_samples.jsonl").read_text().splitlines()]
     assert len(records) == 2
     for r in records:
