@@ -22,7 +22,8 @@ pooling, stitch and answer-attention generate --max-new-tokens tokens (random we
 
 Per row: `s/sample` = (wall time of the run - model loading) / samples (stitch: both arms per sample);
 `load s` = model loading (every arm loads the model once); `peak RSS` = the process's peak resident memory
-(ru_maxrss), `model RSS` = resident memory right after the first load; on CUDA also `peak GPU` =
+(ru_maxrss; the weights are memory-mapped from the saved folder, so they count as they are read), `weights`
+= the loaded model's parameters (`model_rss_gb` in the JSON: resident memory right after loading); on CUDA also `peak GPU` =
 torch.cuda.max_memory_allocated and `model GPU` the allocation after loading. `tokens` = the longest
 sequence the model was fed. The load average is recorded before and after each row (the CPU may be shared).
 Rows of an earlier --out are kept unless measured again, so analyses can be measured one at a time.
@@ -120,7 +121,7 @@ class _Probe:
         from mimic.eval.models.hf import HFModel
 
         self.cuda, self.load_s, self.loads, self.tokens = cuda, 0.0, 0, 0
-        self.model_rss_gb = self.model_gpu_gb = None
+        self.model_rss_gb = self.model_gpu_gb = self.weights_gb = None
         load = HFModel.load
         probe = self
 
@@ -135,6 +136,7 @@ class _Probe:
             probe.loads += 1
             if probe.model_rss_gb is None:
                 probe.model_rss_gb = _rss_gb()
+                probe.weights_gb = sum(p.numel() * p.element_size() for p in adapter.model.parameters()) / 1e9
                 probe.model_gpu_gb = torch.cuda.memory_allocated() / 2**30 if probe.cuda else None
             adapter.model.register_forward_pre_hook(probe.saw, with_kwargs=True)
             return out
@@ -198,7 +200,7 @@ def measure(row: dict) -> dict:
     return {
         "seconds": seconds, "load_seconds": probe.load_s, "model_loads": probe.loads,
         "seconds_per_sample": (seconds - probe.load_s) / row["samples"], "tokens": probe.tokens,
-        "base_rss_gb": base_rss, "model_rss_gb": probe.model_rss_gb,
+        "base_rss_gb": base_rss, "model_rss_gb": probe.model_rss_gb, "weights_gb": probe.weights_gb,
         "peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / 1e9,
         "model_gpu_gb": probe.model_gpu_gb,
         "peak_gpu_gb": torch.cuda.max_memory_allocated() / 2**30 if cuda else None,
@@ -237,7 +239,7 @@ def _fmt(value, spec: str) -> str:
 
 def print_table(rows: list[dict], header: bool = True) -> None:
     if header:
-        print("| analysis | images (tokens) | samples | s/sample | load s | peak RSS GB | model RSS GB | peak GPU GB "
+        print("| analysis | images (tokens) | samples | s/sample | load s | peak RSS GB | weights GB | peak GPU GB "
               "| model GPU GB | load avg |")
         print("|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
@@ -247,8 +249,8 @@ def print_table(rows: list[dict], header: bool = True) -> None:
             continue
         load = f"{r['load_avg_before']:.1f}-{r['load_avg_after']:.1f}"
         print(f"| {r['key']} | {r['images']} ({r['tokens']}) | {r['samples']} | {r['seconds_per_sample']:.1f} "
-              f"| {r['load_seconds']:.1f} | {r['peak_rss_gb']:.2f} | {_fmt(r['model_rss_gb'], '.2f')} "
-              f"| {_fmt(r['peak_gpu_gb'], '.2f')} | {_fmt(r['model_gpu_gb'], '.2f')} | {load} |", flush=True)
+              f"| {r['load_seconds']:.1f} | {r['peak_rss_gb']:.2f} | {_fmt(r.get('weights_gb'), '.2f')} "
+              f"| {_fmt(r.get('peak_gpu_gb'), '.2f')} | {_fmt(r.get('model_gpu_gb'), '.2f')} | {load} |", flush=True)
 
 
 def run_row(row: dict, timeout: float | None) -> dict:
@@ -309,6 +311,12 @@ def main(argv: list[str] | None = None) -> None:
         arm, sep, factor = item.partition(":")
         if not sep or arm not in ("tokens", "pixels") or not factor.isdigit():
             ap.error(f"--pooling {item}: expected tokens:F or pixels:F")
+    old = json.loads(args.out.read_text())["rows"] if args.out.exists() else []
+    setup = {"size": args.size, "device": args.device, "dtype": args.dtype}
+    other = [r["key"] for r in old if any(r.get(k) != v for k, v in setup.items())]
+    if other:
+        ap.error(f"--out {args.out} holds figures of another --size, --device or --dtype ({other[0]}); "
+                 "give another --out")
     temp = args.work is None
     work = Path(tempfile.mkdtemp(prefix="bench-diag-")) if temp else args.work
     work.mkdir(parents=True, exist_ok=True)
@@ -326,7 +334,6 @@ def main(argv: list[str] | None = None) -> None:
         rows = plan(args, f"hf:{model_dir}", benches, work)
         print(f"{args.size} LLaVA-OneVision, {args.dtype}, {args.device}, torch {torch.__version__}, "
               f"data: {args.coco or 'synthetic world'}", flush=True)
-        old = json.loads(args.out.read_text())["rows"] if args.out.exists() else []
         measured = []
         for row in rows:
             measured.append(run_row(row, args.timeout))
