@@ -26,7 +26,8 @@ Per row: `s/sample` = (wall time of the run - model loading) / samples (stitch: 
 = the loaded model's parameters (`model_rss_gb` in the JSON: resident memory right after loading); on CUDA also `peak GPU` =
 torch.cuda.max_memory_allocated and `model GPU` the allocation after loading. `tokens` = the longest
 sequence the model was fed. The load average is recorded before and after each row (the CPU may be shared).
-Rows of an earlier --out are kept unless measured again, so analyses can be measured one at a time.
+Rows of an earlier --out (same --size, --device, --dtype) are kept unless measured again, so analyses can be
+measured one at a time.
 `make bench-diagnostics` runs it; `make gpu-check` runs it at the real size on a GPU.
 """
 
