@@ -54,6 +54,7 @@ from mimic.eval.api import MODELS, ModelAdapter, Request, create_model, parse_mo
 from mimic.eval.data import answer_vocabulary, load_config, resolve_configs, row_metadata
 from mimic.eval.predictions import SHARD_SCHEMA, PredictionWriter, make_record, read_predictions, read_shard
 from mimic.eval.scoring import score_answer
+from mimic.locks import FolderLock
 
 __all__ = [
     "PREDICTIONS_FILE",
@@ -154,26 +155,34 @@ def _identity(settings: EvalSettings, model: ModelAdapter) -> dict:
     return json.loads(json.dumps(identity))  # the form it has once read back from run.json
 
 
-def _start_run_folder(out: Path, identity: dict, overwrite: bool) -> dict:
-    """Check that the folder's predictions were made the same way (or discard them); returns run.json."""
+def _resumed_run(out: Path, identity: dict, overwrite: bool) -> dict | None:
+    """run.json of the folder's earlier predictions when they were made the same way (None: nothing to resume,
+    or --overwrite); ConfigError when they are another run's. Reads only."""
     run_path, pred_path = out / RUN_FILE, out / PREDICTIONS_FILE
+    if overwrite or not (run_path.exists() and (pred_path.exists() or _shard_paths(out))):
+        return None
+    run = read_json(run_path)
+    old = run.get("identity", {})
+    if old != identity:
+        diff = sorted(k for k in set(old) | set(identity) if old.get(k) != identity.get(k))
+        raise ConfigError(
+            f"{out} holds predictions of another run (differs in: {', '.join(diff)}; there: "
+            f"{json.dumps({k: old.get(k) for k in diff})}); use another --out, or --overwrite to discard them"
+        )
+    return run
+
+
+def _start_run_folder(out: Path, identity: dict, overwrite: bool, resumed: dict | None) -> dict:
+    """Write run.json (after discarding earlier predictions with `overwrite`), unless resuming `resumed`."""
+    if resumed is not None:
+        return resumed
     if overwrite:
-        pred_path.unlink(missing_ok=True)
+        (out / PREDICTIONS_FILE).unlink(missing_ok=True)
         (out / RESULTS_FILE).unlink(missing_ok=True)
         for shard in _shard_paths(out):
             shard.unlink()
-    if run_path.exists() and (pred_path.exists() or _shard_paths(out)):
-        run = read_json(run_path)
-        old = run.get("identity", {})
-        if old != identity:
-            diff = sorted(k for k in set(old) | set(identity) if old.get(k) != identity.get(k))
-            raise ConfigError(
-                f"{out} holds predictions of another run (differs in: {', '.join(diff)}; there: "
-                f"{json.dumps({k: old.get(k) for k in diff})}); use another --out, or --overwrite to discard them"
-            )
-        return run
     run = {"identity": identity, "created": _now()}
-    write_json(run_path, run)
+    write_json(out / RUN_FILE, run)
     return run
 
 
@@ -360,13 +369,7 @@ def check_eval(settings: EvalSettings) -> None:
     if settings.overwrite or not out.exists():
         return
     identity = _identity(settings, model)
-    run_path = out / RUN_FILE
-    if run_path.exists() and ((out / PREDICTIONS_FILE).exists() or _shard_paths(out)):
-        old = read_json(run_path).get("identity", {})
-        if old != identity:
-            diff = sorted(k for k in set(old) | set(identity) if old.get(k) != identity.get(k))
-            raise ConfigError(f"{out} holds predictions of another run (differs in: {', '.join(diff)}); use another "
-                              "--out, or --overwrite to discard them")
+    _resumed_run(out, identity, settings.overwrite)
     read_run_records(out, identity)
 
 
@@ -388,13 +391,16 @@ def run_eval(settings: EvalSettings, model: ModelAdapter | None = None) -> dict:
     owns_model = model is None
     if model is None:
         model = create_model(settings.model, _replica_options(settings, ranks))
+    # Rank 0 holds the run folder for the whole run (a no-op under `mimic eval --num-processes`, whose
+    # launcher holds it); the other ranks only write their own shards and end before rank 0 releases it.
+    lock = FolderLock(out, "--out")
     try:
         identity = _identity(settings, model)
 
-        def start() -> tuple[dict, list[tuple[int, list[int]]]]:
-            out.mkdir(parents=True, exist_ok=True)
-            run = _start_run_folder(out, identity, settings.overwrite)
-            done = {r["id"] for r in read_run_records(out, identity)}
+        def survey() -> tuple[dict | None, list[tuple[int, list[int]]]]:
+            lock.acquire()
+            resumed = _resumed_run(out, identity, settings.overwrite)
+            done = set() if settings.overwrite else {r["id"] for r in read_run_records(out, identity)}
             batches = []
             for p, plan in enumerate(plans):
                 for batch in plan_batches(plan.rows, plan.selected, settings.batch_size):
@@ -404,10 +410,20 @@ def run_eval(settings: EvalSettings, model: ModelAdapter | None = None) -> dict:
             total = sum(len(b) for _, b in batches)
             logger.info("%s: %d samples to generate (%d batches over %d process(es)), %d already done", out, total,
                         len(batches), ranks.world, sum(len(p.selected) for p in plans) - total)
-            return run, batches
+            return resumed, batches
 
-        run, batches = ranks.share(start)
+        resumed, batches = ranks.share(survey)
         mine = batches[ranks.rank :: ranks.world]
+        # Every config is shown to the adapter before any generation: an engine sized from the data (vllm:'s
+        # images per prompt) sees the largest sample of the whole run.
+        if mine:
+            for plan in plans:
+                model.prepare(plan.config, plan.rows)
+            model.load()
+        # Nothing is written before every replica has loaded: a failed load (a typo in --model) leaves the
+        # folder as it was, and a rank that fails here ends the launch before rank 0 gets past the barrier.
+        ranks.barrier()
+        run = ranks.share(lambda: _start_run_folder(out, identity, settings.overwrite, resumed))
         if ranks.world == 1:
             writer = PredictionWriter(out / PREDICTIONS_FILE)
         else:
@@ -416,11 +432,6 @@ def run_eval(settings: EvalSettings, model: ModelAdapter | None = None) -> dict:
         desc = f"eval {default_label(settings.model)}" + (f" [rank 0 of {ranks.world}]" if ranks.world > 1 else "")
         bar = tqdm(total=sum(len(b) for _, b in mine), desc=desc, unit="sample",
                    disable=not settings.progress or ranks.rank != 0)
-        # Every config is shown to the adapter before any generation: an engine sized from the data (vllm:'s
-        # images per prompt) sees the largest sample of the whole run.
-        if mine:
-            for plan in plans:
-                model.prepare(plan.config, plan.rows)
         with writer:
             images, current = None, None
             for p, idx in mine:
@@ -440,6 +451,7 @@ def run_eval(settings: EvalSettings, model: ModelAdapter | None = None) -> dict:
 
         return ranks.share(finish)
     finally:
+        lock.release()
         if owns_model:
             model.close()
 
