@@ -11,6 +11,10 @@ A run folder holds:
 A rerun on the same folder skips every sample already in predictions.jsonl, so an interrupted run loses
 at most the batch it was generating. Batches never span configs.
 
+One run at a time: the run holds the folder's lock (`mimic.locks.FolderLock`, `.mimic.lock`) from before it
+reads the folder until results.json is written, and a second run into it is refused. The model loads before
+anything is written, so a model that cannot load leaves the folder as it was.
+
 Batches are length-grouped: a config's selected samples are ordered by image count (most first, then row
 order) and cut into batches of `batch_size`, so a batch holds samples with about as many image tokens and
 padding costs little. The plan depends only on the data, `limit` and `batch_size`; a rerun generates, per
@@ -19,8 +23,8 @@ uninterrupted run would have formed.
 
 Data parallel: launched by `accelerate launch [--multi_gpu] --num_processes N -m mimic.eval ...` (or `mimic
 eval --num-processes N`, which launches that), every process holds its own model replica (its own GPU on
-CUDA; gloo on CPU). Rank 0 checks the run folder and deals the pending batches round-robin: rank r takes
-batches r, r+N, r+2N, ... Each rank appends its answers to its own shard file, `shards/rank-NNNNN.jsonl`,
+CUDA; gloo on CPU). Rank 0 takes the lock (a no-op when the launcher holds it for its ranks), checks the run
+folder and deals the pending batches round-robin: rank r takes batches r, r+N, r+2N, ... Each rank appends its answers to its own shard file, `shards/rank-NNNNN.jsonl`,
 fsynced per batch. When all are done, rank 0 merges the shards and predictions.jsonl into predictions.jsonl
 (sorted by config, then row: the same file whatever the number of processes), removes the shards, and
 writes results.json. An interrupted run resumes with any number of processes, since what is done is read
