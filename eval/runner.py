@@ -24,8 +24,8 @@ uninterrupted run would have formed.
 Data parallel: launched by `accelerate launch [--multi_gpu] --num_processes N -m mimic.eval ...` (or `mimic
 eval --num-processes N`, which launches that), every process holds its own model replica (its own GPU on
 CUDA; gloo on CPU). Rank 0 takes the lock (a no-op when the launcher holds it for its ranks), checks the run
-folder and deals the pending batches round-robin: rank r takes batches r, r+N, r+2N, ... Each rank appends its answers to its own shard file, `shards/rank-NNNNN.jsonl`,
-fsynced per batch. When all are done, rank 0 merges the shards and predictions.jsonl into predictions.jsonl
+folder and deals the pending batches round-robin: rank r takes batches r, r+N, r+2N, ... Each rank appends
+its answers to its own shard file, `shards/rank-NNNNN.jsonl`, fsynced per batch. When all are done, rank 0 merges the shards and predictions.jsonl into predictions.jsonl
 (sorted by config, then row: the same file whatever the number of processes), removes the shards, and
 writes results.json. An interrupted run resumes with any number of processes, since what is done is read
 from every file. A shard whose header names another model, data or split is refused, never mixed in.

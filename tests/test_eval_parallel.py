@@ -232,6 +232,23 @@ def test_merge_refuses_a_shard_of_another_model_or_dataset(bench, world, cache, 
     assert not shard.exists()
 
 
+def test_num_processes_must_fit_the_cores_and_the_memory(tiny, monkeypatch):
+    from mimic.commands import evaluate
+
+    monkeypatch.setattr("torch.cuda.is_available", lambda: False)
+    weights = sum(p.stat().st_size for p in tiny.rglob("*.safetensors"))
+    assert weights > 0 and evaluate._checkpoint_bytes(f"hf:{tiny}") == weights
+    cores = len(os.sched_getaffinity(0))
+    with pytest.raises(ConfigError, match=rf"--num-processes {cores + 1}: .* this process may use {cores} core"):
+        evaluate._check_num_processes(cores + 1, None, f"hf:{tiny}")
+    # Memory for one replica (its weights and a process) but not two: refused in one line, before launching.
+    monkeypatch.setattr(evaluate, "_available_memory", lambda: weights + evaluate._PROCESS_BYTES + 1)
+    evaluate._check_num_processes(1, "cpu", f"hf:{tiny}")
+    if cores >= 2:
+        with pytest.raises(ConfigError, match=r"--num-processes 2: 2 replicas need at least .* GiB is available"):
+            evaluate._check_num_processes(2, "cpu", f"hf:{tiny}")
+
+
 def test_eval_argv_gives_the_same_options_back():
     from mimic.cli import build_parser
 
