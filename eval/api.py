@@ -65,9 +65,9 @@ class ModelAdapter(abc.ABC):
     """Base class of model adapters: `generate` maps a batch of requests to raw answers, in order.
 
     Subclasses set `Options` (a dataclass built with `option`), `takes_target` (whether the spec needs
-    ":TARGET"), and may override `prepare` (a look at a config's rows before generation: the baselines
-    derive their answer spaces there), `prompt` (the text recorded as the prompt), `describe` (metadata
-    for results.json, without secrets) and `close`.
+    ":TARGET"), and may override `load` (weights, an engine), `prepare` (a look at a config's rows before
+    generation: the baselines derive their answer spaces there), `prompt` (the text recorded as the prompt),
+    `describe` (metadata for results.json, without secrets) and `close`.
     """
 
     name: ClassVar[str] = ""
@@ -82,6 +82,11 @@ class ModelAdapter(abc.ABC):
     def prepare(self, config: str, rows: Sequence[Mapping[str, Any]]) -> None:
         """Called once per config before any batch of the run, with all of the config's rows (no images).
         Model adapters need nothing from the rows; the baselines derive their answer spaces here."""
+        return None
+
+    def load(self) -> None:
+        """Load the weights or start the engine (after `prepare`); the runner calls it before it writes anything
+        to the run folder, so a model that cannot load leaves no run behind. Nothing to load by default."""
         return None
 
     @abc.abstractmethod

@@ -11,6 +11,10 @@ A run folder holds:
 A rerun on the same folder skips every sample already in predictions.jsonl, so an interrupted run loses
 at most the batch it was generating. Batches never span configs.
 
+One run at a time: the run holds the folder's lock (`mimic.locks.FolderLock`, `.mimic.lock`) from before it
+reads the folder until results.json is written, and a second run into it is refused. The model loads before
+anything is written, so a model that cannot load leaves the folder as it was.
+
 Batches are length-grouped: a config's selected samples are ordered by image count (most first, then row
 order) and cut into batches of `batch_size`, so a batch holds samples with about as many image tokens and
 padding costs little. The plan depends only on the data, `limit` and `batch_size`; a rerun generates, per
@@ -19,9 +23,9 @@ uninterrupted run would have formed.
 
 Data parallel: launched by `accelerate launch [--multi_gpu] --num_processes N -m mimic.eval ...` (or `mimic
 eval --num-processes N`, which launches that), every process holds its own model replica (its own GPU on
-CUDA; gloo on CPU). Rank 0 checks the run folder and deals the pending batches round-robin: rank r takes
-batches r, r+N, r+2N, ... Each rank appends its answers to its own shard file, `shards/rank-NNNNN.jsonl`,
-fsynced per batch. When all are done, rank 0 merges the shards and predictions.jsonl into predictions.jsonl
+CUDA; gloo on CPU). Rank 0 takes the lock (a no-op when the launcher holds it for its ranks), checks the run
+folder and deals the pending batches round-robin: rank r takes batches r, r+N, r+2N, ... Each rank appends
+its answers to its own shard file, `shards/rank-NNNNN.jsonl`, fsynced per batch. When all are done, rank 0 merges the shards and predictions.jsonl into predictions.jsonl
 (sorted by config, then row: the same file whatever the number of processes), removes the shards, and
 writes results.json. An interrupted run resumes with any number of processes, since what is done is read
 from every file. A shard whose header names another model, data or split is refused, never mixed in.
@@ -54,6 +58,7 @@ from mimic.eval.api import MODELS, ModelAdapter, Request, create_model, parse_mo
 from mimic.eval.data import answer_vocabulary, load_config, resolve_configs, row_metadata
 from mimic.eval.predictions import SHARD_SCHEMA, PredictionWriter, make_record, read_predictions, read_shard
 from mimic.eval.scoring import score_answer
+from mimic.locks import FolderLock
 
 __all__ = [
     "PREDICTIONS_FILE",
@@ -154,26 +159,34 @@ def _identity(settings: EvalSettings, model: ModelAdapter) -> dict:
     return json.loads(json.dumps(identity))  # the form it has once read back from run.json
 
 
-def _start_run_folder(out: Path, identity: dict, overwrite: bool) -> dict:
-    """Check that the folder's predictions were made the same way (or discard them); returns run.json."""
+def _resumed_run(out: Path, identity: dict, overwrite: bool) -> dict | None:
+    """run.json of the folder's earlier predictions when they were made the same way (None: nothing to resume,
+    or --overwrite); ConfigError when they are another run's. Reads only."""
     run_path, pred_path = out / RUN_FILE, out / PREDICTIONS_FILE
+    if overwrite or not (run_path.exists() and (pred_path.exists() or _shard_paths(out))):
+        return None
+    run = read_json(run_path)
+    old = run.get("identity", {})
+    if old != identity:
+        diff = sorted(k for k in set(old) | set(identity) if old.get(k) != identity.get(k))
+        raise ConfigError(
+            f"{out} holds predictions of another run (differs in: {', '.join(diff)}; there: "
+            f"{json.dumps({k: old.get(k) for k in diff})}); use another --out, or --overwrite to discard them"
+        )
+    return run
+
+
+def _start_run_folder(out: Path, identity: dict, overwrite: bool, resumed: dict | None) -> dict:
+    """Write run.json (after discarding earlier predictions with `overwrite`), unless resuming `resumed`."""
+    if resumed is not None:
+        return resumed
     if overwrite:
-        pred_path.unlink(missing_ok=True)
+        (out / PREDICTIONS_FILE).unlink(missing_ok=True)
         (out / RESULTS_FILE).unlink(missing_ok=True)
         for shard in _shard_paths(out):
             shard.unlink()
-    if run_path.exists() and (pred_path.exists() or _shard_paths(out)):
-        run = read_json(run_path)
-        old = run.get("identity", {})
-        if old != identity:
-            diff = sorted(k for k in set(old) | set(identity) if old.get(k) != identity.get(k))
-            raise ConfigError(
-                f"{out} holds predictions of another run (differs in: {', '.join(diff)}; there: "
-                f"{json.dumps({k: old.get(k) for k in diff})}); use another --out, or --overwrite to discard them"
-            )
-        return run
     run = {"identity": identity, "created": _now()}
-    write_json(run_path, run)
+    write_json(out / RUN_FILE, run)
     return run
 
 
@@ -360,13 +373,7 @@ def check_eval(settings: EvalSettings) -> None:
     if settings.overwrite or not out.exists():
         return
     identity = _identity(settings, model)
-    run_path = out / RUN_FILE
-    if run_path.exists() and ((out / PREDICTIONS_FILE).exists() or _shard_paths(out)):
-        old = read_json(run_path).get("identity", {})
-        if old != identity:
-            diff = sorted(k for k in set(old) | set(identity) if old.get(k) != identity.get(k))
-            raise ConfigError(f"{out} holds predictions of another run (differs in: {', '.join(diff)}); use another "
-                              "--out, or --overwrite to discard them")
+    _resumed_run(out, identity, settings.overwrite)
     read_run_records(out, identity)
 
 
@@ -388,13 +395,16 @@ def run_eval(settings: EvalSettings, model: ModelAdapter | None = None) -> dict:
     owns_model = model is None
     if model is None:
         model = create_model(settings.model, _replica_options(settings, ranks))
+    # Rank 0 holds the run folder for the whole run (a no-op under `mimic eval --num-processes`, whose
+    # launcher holds it); the other ranks only write their own shards and end before rank 0 releases it.
+    lock = FolderLock(out, "--out")
     try:
         identity = _identity(settings, model)
 
-        def start() -> tuple[dict, list[tuple[int, list[int]]]]:
-            out.mkdir(parents=True, exist_ok=True)
-            run = _start_run_folder(out, identity, settings.overwrite)
-            done = {r["id"] for r in read_run_records(out, identity)}
+        def survey() -> tuple[dict | None, list[tuple[int, list[int]]]]:
+            lock.acquire()
+            resumed = _resumed_run(out, identity, settings.overwrite)
+            done = set() if settings.overwrite else {r["id"] for r in read_run_records(out, identity)}
             batches = []
             for p, plan in enumerate(plans):
                 for batch in plan_batches(plan.rows, plan.selected, settings.batch_size):
@@ -404,10 +414,20 @@ def run_eval(settings: EvalSettings, model: ModelAdapter | None = None) -> dict:
             total = sum(len(b) for _, b in batches)
             logger.info("%s: %d samples to generate (%d batches over %d process(es)), %d already done", out, total,
                         len(batches), ranks.world, sum(len(p.selected) for p in plans) - total)
-            return run, batches
+            return resumed, batches
 
-        run, batches = ranks.share(start)
+        resumed, batches = ranks.share(survey)
         mine = batches[ranks.rank :: ranks.world]
+        # Every config is shown to the adapter before any generation: an engine sized from the data (vllm:'s
+        # images per prompt) sees the largest sample of the whole run.
+        if mine:
+            for plan in plans:
+                model.prepare(plan.config, plan.rows)
+            model.load()
+        # Nothing is written before every replica has loaded: a failed load (a typo in --model) leaves the
+        # folder as it was, and a rank that fails here ends the launch before rank 0 gets past the barrier.
+        ranks.barrier()
+        run = ranks.share(lambda: _start_run_folder(out, identity, settings.overwrite, resumed))
         if ranks.world == 1:
             writer = PredictionWriter(out / PREDICTIONS_FILE)
         else:
@@ -416,11 +436,6 @@ def run_eval(settings: EvalSettings, model: ModelAdapter | None = None) -> dict:
         desc = f"eval {default_label(settings.model)}" + (f" [rank 0 of {ranks.world}]" if ranks.world > 1 else "")
         bar = tqdm(total=sum(len(b) for _, b in mine), desc=desc, unit="sample",
                    disable=not settings.progress or ranks.rank != 0)
-        # Every config is shown to the adapter before any generation: an engine sized from the data (vllm:'s
-        # images per prompt) sees the largest sample of the whole run.
-        if mine:
-            for plan in plans:
-                model.prepare(plan.config, plan.rows)
         with writer:
             images, current = None, None
             for p, idx in mine:
@@ -440,6 +455,7 @@ def run_eval(settings: EvalSettings, model: ModelAdapter | None = None) -> dict:
 
         return ranks.share(finish)
     finally:
+        lock.release()
         if owns_model:
             model.close()
 

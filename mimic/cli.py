@@ -30,6 +30,7 @@ class Command:
     options: type
     run: Callable[[typing.Any], int | None]
     summary: str
+    lock: str | None = None  # the option naming the output folder this command holds (mimic.locks) while it runs
 
 
 COMMANDS: Registry[Command] = Registry("command")
@@ -43,12 +44,16 @@ GROUP_HELP = {
 }
 
 
-def command(name: str, options: type) -> Callable:
-    """Register `fn(options_instance)` as `mimic NAME`; its docstring's first line is the summary."""
+def command(name: str, options: type, lock: str | None = None) -> Callable:
+    """Register `fn(options_instance)` as `mimic NAME`; its docstring's first line is the summary.
+
+    lock: the option (e.g. "out") naming the folder the command writes; `main` holds an exclusive lock on it
+    for the whole command, so a second command into the same folder is refused (`mimic.locks`).
+    """
 
     def wrap(fn):
         doc = (fn.__doc__ or "").strip()
-        COMMANDS.register(name)(Command(name, options, fn, doc.splitlines()[0] if doc else ""))
+        COMMANDS.register(name)(Command(name, options, fn, doc.splitlines()[0] if doc else "", lock))
         return fn
 
     return wrap
@@ -168,7 +173,13 @@ def main(argv: list[str] | None = None) -> int:
     values = {k: v for k, v in vars(ns).items() if k != "command"}
     try:
         options = cmd.options(**values)
-        code = cmd.run(options)
+        if cmd.lock is None:
+            code = cmd.run(options)
+        else:
+            from mimic.locks import FolderLock
+
+            with FolderLock(getattr(options, cmd.lock), "--" + cmd.lock.replace("_", "-")):
+                code = cmd.run(options)
     except MimicError as e:
         # One line, whatever the message holds (an HTTP body, a library's multi-line text).
         print(f"mimic {ns.command}: error: {' '.join(str(e).split())}", file=sys.stderr)

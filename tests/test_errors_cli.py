@@ -67,6 +67,20 @@ CASES = [
     Case("eval-parallel-other-run", "eval --data {demo} --model random --num-processes 2 --out {run}",
          "holds predictions of another run"),
     Case("eval-corrupt-run-json", "eval --data {demo} --model random --out {bad_run}", "run.json: not valid JSON"),
+    Case("eval-model-typo", "eval --data {demo} --model hf:{tmp}/nope --no-progress --out {out}",
+         "cannot read the checkpoint's config"),  # the model loads before anything is written
+    Case("eval-model-typo-overwrite", "eval --data {demo} --model hf:{tmp}/nope --overwrite --out {run}",
+         "cannot read the checkpoint's config"),  # ... or discarded: {run}'s predictions stay
+    Case("eval-too-many-processes", "eval --data {demo} --model random --num-processes 999 --out {out}",
+         "--num-processes 999: "),
+    # Folders another process is writing (it holds their lock).
+    Case("eval-locked-out", "eval --data {demo} --model random --out {locked}", "--out {locked}: in use by pid"),
+    Case("eval-parallel-locked-out", "eval --data {demo} --model random --num-processes 2 --out {locked}",
+         "--out {locked}: in use by pid"),
+    Case("diagnose-locked-out", "diagnose stitch --data {demo} --model hf:m --out {locked}",
+         "--out {locked}: in use by pid"),
+    Case("build-locked-out", "build demo --world {world} --configs common --num 2 --out {locked}",
+         "--out {locked}: in use by pid"),
     Case("report-not-a-run", "report {tmp}/nope --out {out}", "not a run folder"),
     Case("report-label-count", "report {run} --labels a b --out {out}", "--labels gives 2 names for 1 runs"),
     Case("report-bad-bootstrap", "report {run} --bootstrap -5 --out {out}", "--bootstrap must be 0"),
@@ -126,9 +140,15 @@ def _dead_url() -> str:
 
 
 @pytest.fixture(scope="module")
-def inputs(world, tmp_path_factory) -> dict[str, str]:
+def inputs(world, tmp_path_factory, request) -> dict[str, str]:
     paths, _ = world
     root = tmp_path_factory.mktemp("bad-inputs")
+    locked = root / "locked"  # a folder another process holds for the whole module
+    holder = subprocess.Popen([sys.executable, "-c", "import sys, time\nfrom mimic.locks import FolderLock\n"
+                               "FolderLock(sys.argv[1]).acquire()\nprint('held', flush=True)\ntime.sleep(3600)",
+                               str(locked)], stdout=subprocess.PIPE, text=True)
+    request.addfinalizer(lambda: (holder.kill(), holder.wait()))
+    assert holder.stdout.readline().strip() == "held"
     demo = root / "demo"
     build_demo_folder(world, demo, ["common", "odd_one"], num=3)
 
@@ -182,7 +202,7 @@ def inputs(world, tmp_path_factory) -> dict[str, str]:
         "not_objects": jsonl("lists.jsonl", [[1, 2]]), "bad_json": str(root / "bad.json"),
         "other_shard": str(other / "default" / "test-00000-of-00001.parquet"), "run": str(run),
         "bad_run": str(bad_run), "bad_predictions": str(bad_predictions),
-        "foreign_results": str(foreign_results), "dead_url": _dead_url(),
+        "foreign_results": str(foreign_results), "dead_url": _dead_url(), "locked": str(locked),
     }
 
 
@@ -233,6 +253,20 @@ def test_bad_input_is_one_line_exit_2_and_leaves_nothing(case, inputs, tmp_path,
     # The prepared inputs (and run folders given as --out) are untouched, and no temporary file is left.
     assert _snapshot(Path(inputs["tmp"])) == before
     assert not [p for p in tmp_path.rglob(".*") if ".tmp" in p.name]
+
+
+def test_a_model_that_fails_to_load_leaves_nothing_and_the_corrected_command_runs(inputs, tmp_path, capsys,
+                                                                                  quiet_datasets):
+    out = tmp_path / "run"
+    argv = ["eval", "--data", inputs["demo"], "--model", "hf:/nonexistent", "--out", str(out), "--no-progress",
+            "--bootstrap", "0"]
+    assert main(argv) == 2
+    assert not out.exists()
+    argv[argv.index("--model") + 1] = "oracle"
+    assert main(argv) == 0, capsys.readouterr().err
+    results = json.loads((out / "results.json").read_text())
+    assert {c: s["n"] for c, s in results["configs"].items()} == {"common": 3, "odd_one": 3}
+    assert sorted(p.name for p in out.iterdir()) == ["predictions.jsonl", "results.json", "run.json"]  # no lock
 
 
 def test_the_console_script_prints_no_traceback(inputs):

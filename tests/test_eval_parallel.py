@@ -1,11 +1,15 @@
 """Data-parallel `mimic eval`: 2 processes (gloo, through accelerate's launcher) give what 1 process gives,
-a run interrupted with one process count resumes with another, and a shard of another run is refused."""
+a run interrupted with one process count resumes with another, a shard of another run is refused, a second
+eval into a running launch's folder is refused, and the ranks of a killed launcher die with it."""
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -21,6 +25,7 @@ from mimic.eval.api import create_model
 from mimic.eval.models.hf import HFModel
 from mimic.eval.predictions import SHARD_SCHEMA, PredictionWriter, read_predictions, read_shard
 from mimic.eval.runner import EvalSettings, _identity, load_results, plan_batches, run_eval
+from mimic.locks import LOCK_FILE
 from mimic.tiny import save_tiny
 
 CONFIGS = ("counting_unbalanced", "common")
@@ -103,24 +108,70 @@ def test_two_processes_give_the_one_process_result(bench, tiny, cache, reference
     assert not (out / "shards").exists()  # merged and removed
 
 
+def _ranks_of(launcher: int) -> list[int]:
+    """The pids of the `mimic.eval` processes whose parent is `launcher`."""
+    pids = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit() and _parent(int(entry)) == launcher:
+            with contextlib.suppress(OSError):
+                if b"mimic.eval" in open(f"/proc/{entry}/cmdline", "rb").read():  # noqa: SIM115
+                    pids.append(int(entry))
+    return pids
+
+
+def _parent(pid: int) -> int | None:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return int(f.read().rsplit(")", 1)[1].split()[1])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def _running(pid: int) -> bool:
+    """Alive and not a zombie (an orphan's exit may wait for a reaper that never comes in a container)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads the process table in /proc")
 def test_killed_two_process_run_resumes_with_one_and_a_crashed_one_with_two(bench, tiny, cache, reference,
-                                                                             tmp_path):
+                                                                             tmp_path, capsys, caplog):
     ref_results, ref_records = reference
-    # A two-process run killed (SIGKILL, the launcher and both ranks) as soon as answers reach the shards.
+    # A two-process run killed (SIGKILL, the launcher's process group) as soon as answers reach the shards.
     out = tmp_path / "killed"
     proc = subprocess.Popen(_cli(bench, tiny, cache, out, 2), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                             start_new_session=True)
     deadline = time.monotonic() + 300
+    refused = ranks = None
     try:
         while time.monotonic() < deadline and proc.poll() is None:
+            if refused is None and (out / LOCK_FILE).exists():
+                # A second eval into the folder, while the launcher holds it: refused at once, in one line.
+                code = main(["eval", "--data", str(bench), "--model", "random", "--out", str(out), "--no-progress",
+                             "--cache-dir", cache])
+                refused = (code, capsys.readouterr().err.strip())
             shards = sorted((out / "shards").glob("rank-*.jsonl")) if (out / "shards").exists() else []
-            if sum(len(read_shard(p)[1]) for p in shards) >= 1:
+            if refused and sum(len(read_shard(p)[1]) for p in shards) >= 1:
+                ranks = _ranks_of(proc.pid)
                 break
             time.sleep(0.01)
     finally:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
     assert proc.returncode == -signal.SIGKILL, "the run ended before it could be interrupted"
+    code, err = refused
+    assert code == 2 and len(err.splitlines()) == 1, err
+    assert f"--out {out}: in use by pid {proc.pid} on {socket.gethostname()}, started " in err
+    # The ranks run in sessions of their own (torch's launcher starts them so): killing the launcher's group
+    # does not reach them; they die with their parent.
+    assert len(ranks) == 2 and all(os.getsid(r) != proc.pid for r in ranks)
+    gone_by = time.monotonic() + 10
+    while any(_running(r) for r in ranks) and time.monotonic() < gone_by:
+        time.sleep(0.05)
+    assert not [r for r in ranks if _running(r)], "ranks outlived their launcher"
     assert not (out / "results.json").exists()
     done = {r["id"] for p in (out / "shards").glob("rank-*.jsonl") for r in read_shard(p)[1]}
     assert 1 <= len(done) < len(ref_records)
@@ -130,10 +181,12 @@ def test_killed_two_process_run_resumes_with_one_and_a_crashed_one_with_two(benc
     partial = load_results(out)  # `mimic report` on the interrupted run reads the shards
     assert sum(c["n"] for c in partial["configs"].values()) == len(done)
 
-    results = run_eval(_settings(bench, tiny, cache, out))  # one process now
+    with caplog.at_level(logging.WARNING, logger="mimic.locks"):
+        results = run_eval(_settings(bench, tiny, cache, out))  # one process now, in the dead launcher's folder
+    assert f"taking over the lock of pid {proc.pid}" in caplog.text
     assert _stable(read_predictions(out / "predictions.jsonl")) == _stable(ref_records)
     _same_results(results, ref_results)
-    assert not (out / "shards").exists()
+    assert not (out / "shards").exists() and not (out / LOCK_FILE).exists()
 
     # A one-process run that crashes after its first batch, resumed by two processes.
     out = tmp_path / "crashed"
@@ -179,6 +232,23 @@ def test_merge_refuses_a_shard_of_another_model_or_dataset(bench, world, cache, 
     assert not shard.exists()
 
 
+def test_num_processes_must_fit_the_cores_and_the_memory(tiny, monkeypatch):
+    from mimic.commands import evaluate
+
+    monkeypatch.setattr("torch.cuda.is_available", lambda: False)
+    weights = sum(p.stat().st_size for p in tiny.rglob("*.safetensors"))
+    assert weights > 0 and evaluate._checkpoint_bytes(f"hf:{tiny}") == weights
+    cores = len(os.sched_getaffinity(0))
+    with pytest.raises(ConfigError, match=rf"--num-processes {cores + 1}: .* this process may use {cores} core"):
+        evaluate._check_num_processes(cores + 1, None, f"hf:{tiny}")
+    # Memory for one replica (its weights and a process) but not two: refused in one line, before launching.
+    monkeypatch.setattr(evaluate, "_available_memory", lambda: weights + evaluate._PROCESS_BYTES + 1)
+    evaluate._check_num_processes(1, "cpu", f"hf:{tiny}")
+    if cores >= 2:
+        with pytest.raises(ConfigError, match=r"--num-processes 2: 2 replicas need at least .* GiB is available"):
+            evaluate._check_num_processes(2, "cpu", f"hf:{tiny}")
+
+
 def test_eval_argv_gives_the_same_options_back():
     from mimic.cli import build_parser
 
@@ -200,4 +270,4 @@ def test_a_failing_rank_ends_the_launch_in_one_line_of_ours(bench, cache, tmp_pa
     # Each rank's own line (the launcher may stop the second rank before it gets to say it), then ours.
     assert 1 <= len(lines) - 1 <= 2 and all("cannot read the checkpoint's config" in x for x in lines[:-1])
     assert "--num-processes 2: the launched processes failed" in lines[2] and proc.stderr.strip().endswith(lines[2])
-    assert not (tmp_path / "run" / "results.json").exists()
+    assert not (tmp_path / "run").exists()  # the ranks failed to load the model: nothing was written

@@ -76,7 +76,7 @@ class PoolingOptions(_Scored):
                           "pixels: the control (down- and upsampling by sqrt(f) per side, same length).")
 
 
-@command("diagnose pooling", PoolingOptions)
+@command("diagnose pooling", PoolingOptions, lock="out")
 def run_pooling_command(o: PoolingOptions) -> int:
     """Fig. 3: accuracy as vision tokens are pooled by f, against a pixel-space control of the same f.
 
@@ -144,7 +144,7 @@ class AttentionOptions(_Common):
                                     "last).")
 
 
-@command("diagnose attention", AttentionOptions)
+@command("diagnose attention", AttentionOptions, lock="out")
 def run_attention_command(o: AttentionOptions) -> int:
     """Fig. 4/9: vision-to-vision attention per layer, split into inter- and intra-image shares.
 
@@ -182,7 +182,7 @@ class StitchOptions(_Scored):
                                 "sample so the composite gets as many vision tokens as the multi-image input.")
 
 
-@command("diagnose stitch", StitchOptions)
+@command("diagnose stitch", StitchOptions, lock="out")
 def run_stitch_command(o: StitchOptions) -> int:
     """Table 6: each sample's images stitched into one grid composite vs the multi-image input.
 
@@ -231,7 +231,7 @@ class AnswerAttentionOptions:
     progress: bool = opt(True, help="Show a progress bar.")
 
 
-@command("diagnose answer-attention", AnswerAttentionOptions)
+@command("diagnose answer-attention", AnswerAttentionOptions, lock="out")
 def run_answer_attention_command(o: AnswerAttentionOptions) -> int:
     """Fig. 5: attention from the generated answer to each image's patches at one layer, models side by side.
 
@@ -276,7 +276,7 @@ class SweepOptions:
     cache_dir: str | None = opt(None, help="Where `datasets` caches the data as arrow files.", metavar="DIR")
 
 
-@command("diagnose sweep", SweepOptions)
+@command("diagnose sweep", SweepOptions, lock="out")
 def run_sweep_command(o: SweepOptions) -> int:
     """Matched controls: twin benchmark folders, every level on the same base rows (docs/diagnostics.md).
 

@@ -176,34 +176,90 @@ def eval_argv(o: EvalOptions) -> list[str]:
 
 
 def _launch(o: EvalOptions, settings) -> int:
-    """`mimic eval --num-processes N`: check everything here, then start N ranks with accelerate's launcher."""
+    """`mimic eval --num-processes N`: check everything here, then start N ranks with accelerate's launcher.
+
+    This process holds the run folder's lock for the whole launch and lends it to its ranks; they die with
+    it (`mimic.locks.die_with_parent`), so a killed launcher leaves no rank writing into an unlocked folder.
+    """
     import socket
 
     from mimic.eval.runner import check_eval
+    from mimic.locks import FolderLock, launching
 
     n = o.num_processes
-    if (o.device or "auto").startswith(("auto", "cuda")):
+    _check_num_processes(n, o.device, o.model)
+    with FolderLock(o.out, "--out") as lock:
+        check_eval(settings)  # bad input fails here, in one line, before N processes start
+        with socket.socket() as s:  # a free port for the ranks' rendezvous (29500 may be taken by another job)
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        # `accelerate launch` run here rather than in another interpreter: one torch import less before the
+        # ranks, and the ranks are children of this process (which their lock and their lifetime rely on).
+        from accelerate.commands.launch import launch_command, launch_command_parser
+
+        args = launch_command_parser().parse_args(
+            ["--multi_gpu", "--num_processes", str(n), "--num_machines", "1", "--mixed_precision", "no",
+             "--dynamo_backend", "no", "--main_process_port", str(port), "-m", "mimic.eval", *eval_argv(o)])
+        try:
+            with launching(lock):
+                launch_command(args)
+        except Exception as err:  # torch.distributed.elastic's ChildFailedError: a rank exited with an error
+            raise MimicError(f"--num-processes {n}: the launched processes failed ({type(err).__name__}); their "
+                             "errors are above. Rerun the same command to resume.") from err
+    return 0
+
+
+# What a rank costs beyond its weights (the interpreter with torch, transformers and datasets imported): a
+# low estimate, so that a refusal is never wrong; a count it lets through may still run out of memory.
+_PROCESS_BYTES = 512 * 2**20
+
+
+def _check_num_processes(n: int, device: str | None, model: str) -> None:
+    """ConfigError when this machine cannot hold `n` replicas: more than its GPUs on CUDA; on CPU, more than
+    its cores or than its available memory holds (the checkpoint's files and a process per replica)."""
+    if (device or "auto").startswith(("auto", "cuda")):
         import torch
 
-        if torch.cuda.is_available() and n > torch.cuda.device_count():
-            raise ConfigError(f"--num-processes {n}: one process per GPU, and this machine has "
-                              f"{torch.cuda.device_count()}")
-    check_eval(settings)  # bad input fails here, in one line, before N processes start
-    with socket.socket() as s:  # a free port for the ranks' rendezvous (29500 may be taken by another job)
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    # `accelerate launch` run here rather than in another interpreter: one torch import less before the ranks.
-    from accelerate.commands.launch import launch_command, launch_command_parser
+        if torch.cuda.is_available():
+            if n > torch.cuda.device_count():
+                raise ConfigError(f"--num-processes {n}: one process per GPU, and this machine has "
+                                  f"{torch.cuda.device_count()}")
+            return
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    if n > cores:
+        raise ConfigError(f"--num-processes {n}: each process is a replica on its own core, and this process may "
+                          f"use {cores} core(s)")
+    available = _available_memory()
+    need = n * (_checkpoint_bytes(model) + _PROCESS_BYTES)
+    if available is not None and need > available:
+        raise ConfigError(f"--num-processes {n}: {n} replicas need at least {need / 2**30:.1f} GiB of memory (the "
+                          f"checkpoint's files and a process each), and {available / 2**30:.1f} GiB is available")
 
-    args = launch_command_parser().parse_args(
-        ["--multi_gpu", "--num_processes", str(n), "--num_machines", "1", "--mixed_precision", "no",
-         "--dynamo_backend", "no", "--main_process_port", str(port), "-m", "mimic.eval", *eval_argv(o)])
+
+def _checkpoint_bytes(model: str) -> int:
+    """The weight files of a local checkpoint (hf:DIR, vllm:DIR); 0 when they are not on disk here."""
+    from pathlib import Path
+
+    _, _, target = model.partition(":")
+    folder = Path(target) if target else None
+    if folder is None or not folder.is_dir():
+        return 0
+    return sum(p.stat().st_size for p in folder.rglob("*") if p.suffix in (".safetensors", ".bin", ".pt", ".pth")
+               and p.is_file())
+
+
+def _available_memory() -> int | None:
     try:
-        launch_command(args)
-    except Exception as err:  # torch.distributed.elastic's ChildFailedError: a rank exited with an error
-        raise MimicError(f"--num-processes {n}: the launched processes failed ({type(err).__name__}); their errors "
-                         "are above. Rerun the same command to resume.") from err
-    return 0
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None
 
 
 @dataclass

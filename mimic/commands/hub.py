@@ -98,7 +98,7 @@ def _build(builder_cls, o, *, source: str, annotations, images, min_box_frac: fl
     return failed
 
 
-@command("build bench", BuildBenchOptions)
+@command("build bench", BuildBenchOptions, lock="out")
 def run_build_bench(o: BuildBenchOptions) -> int:
     """Build the MIMIC benchmark from COCO into a Hub-layout folder that `load_dataset` reads.
 
@@ -117,7 +117,7 @@ def run_build_bench(o: BuildBenchOptions) -> int:
     return 1 if failed else 0  # the configs that could be built are in the folder
 
 
-@command("build demo", BuildDemoOptions)
+@command("build demo", BuildDemoOptions, lock="out")
 def run_build_demo(o: BuildDemoOptions) -> int:
     """Build the benchmark's configs on the synthetic world (no download) into a Hub-layout folder."""
     from pathlib import Path

@@ -46,7 +46,7 @@ class BuildTrainOptions:
     progress: bool = opt(True, help="Show progress bars.")
 
 
-@command("build train", BuildTrainOptions)
+@command("build train", BuildTrainOptions, lock="out")
 def run_build_train(o: BuildTrainOptions) -> int:
     """Build the MIMIC training set (TRL conversational vision format) into a Hub-layout folder.
 
