@@ -21,7 +21,7 @@ from mimic.errors import MimicError
 from mimic.options import option
 from mimic.registry import Registry
 
-__all__ = ["command", "build_parser", "check_paths", "main", "COMMANDS", "opt"]
+__all__ = ["command", "build_parser", "check_paths", "check_numbers", "main", "COMMANDS", "opt"]
 
 
 @dataclass(frozen=True)
@@ -68,6 +68,22 @@ def check_paths(*checks: tuple[str, str, str]) -> None:
         p = Path(value)
         if not {"file": p.is_file, "folder": p.is_dir, "path": p.exists}[kind]():
             raise ConfigError(f"{flag} {value}: {kind} not found")
+
+
+def check_numbers(*checks: tuple[str, float | None, float, float | None]) -> None:
+    """Raise ConfigError naming the flag whose number is not in [low, high] (high None: no upper bound).
+
+    `(flag, value, low, high)`; a value of None (an option left unset) passes. NaN is never in range: a
+    comparison with NaN is false, so `not low <= value` catches it too.
+    """
+    from mimic.errors import ConfigError
+
+    for flag, value, low, high in checks:
+        if value is None or (low <= value and (high is None or value <= high)):
+            continue
+        if high is None:
+            raise ConfigError(f"{flag} must be at least {low}, got {value}")
+        raise ConfigError(f"{flag} must be between {low} and {high}, got {value}")
 
 
 def _unwrap_optional(tp):
@@ -169,6 +185,18 @@ def main(argv: list[str] | None = None) -> int:
     try:
         options = cmd.options(**values)
         code = cmd.run(options)
+    except BrokenPipeError:
+        # `mimic show DIR | head`: the reader has gone, as with any Unix tool that is no error. Python would
+        # still flush stdout at exit and fail again, so stdout is pointed at devnull first (Python's docs,
+        # "Note on SIGPIPE").
+        import io
+        import os
+
+        try:
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        except (OSError, ValueError, io.UnsupportedOperation):
+            pass  # stdout is no file (a test's capture): nothing will flush into the closed pipe
+        return 0
     except MimicError as e:
         # One line, whatever the message holds (an HTTP body, a library's multi-line text).
         print(f"mimic {ns.command}: error: {' '.join(str(e).split())}", file=sys.stderr)

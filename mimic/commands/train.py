@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from mimic.cli import command, opt
+from mimic.cli import check_numbers, command, opt
 from mimic.errors import ConfigError
 
 # Files of a training output folder that are not part of the published model.
@@ -163,6 +163,8 @@ def run_flops(o: FlopsOptions) -> int:
     from mimic.train_trl import flops
     from mimic.train_trl.masking import parse_layers
 
+    check_numbers(("--images", o.images, 0, None), ("--tokens-per-image", o.tokens_per_image, 0, None),
+                  ("--text-tokens", o.text_tokens, 0, None), ("--text-before", o.text_before, 0, None))
     if not o.paper and o.train_config is None and o.model_config is None:
         raise ConfigError("give --paper, --train-config YAML, or --model-config with --masked-layers")
     if o.paper:
