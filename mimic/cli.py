@@ -21,7 +21,7 @@ from mimic.errors import MimicError
 from mimic.options import option
 from mimic.registry import Registry
 
-__all__ = ["command", "build_parser", "check_paths", "check_numbers", "main", "COMMANDS", "opt"]
+__all__ = ["command", "build_parser", "check_paths", "check_numbers", "check_repo_id", "main", "COMMANDS", "opt"]
 
 
 @dataclass(frozen=True)
@@ -84,6 +84,16 @@ def check_numbers(*checks: tuple[str, float | None, float, float | None]) -> Non
         if high is None:
             raise ConfigError(f"{flag} must be at least {low}, got {value}")
         raise ConfigError(f"{flag} must be between {low} and {high}, got {value}")
+
+
+def check_repo_id(value: str, flag: str = "--repo") -> None:
+    """Raise ConfigError unless `value` is a Hub repo id, ORG/NAME (a URL or a path is not one)."""
+    import re
+
+    from mimic.errors import ConfigError
+
+    if not re.fullmatch(r"[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*", value):
+        raise ConfigError(f"{flag} must look like ORG/NAME (a Hub repo id, not a URL or a path), got {value!r}")
 
 
 def _unwrap_optional(tp):
@@ -185,6 +195,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         options = cmd.options(**values)
         code = cmd.run(options)
+        sys.stdout.flush()  # here, where a closed pipe is caught, rather than at exit
     except BrokenPipeError:
         # `mimic show DIR | head`: the reader has gone, as with any Unix tool that is no error. Python would
         # still flush stdout at exit and fail again, so stdout is pointed at devnull first (Python's docs,

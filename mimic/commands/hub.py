@@ -6,7 +6,7 @@ import shlex
 import sys
 from dataclasses import dataclass
 
-from mimic.cli import check_numbers, check_paths, command, opt
+from mimic.cli import check_numbers, check_paths, check_repo_id, command, opt
 from mimic.commands.data import BENCH_CONFIG_NAMES as CONFIG_NAMES
 
 
@@ -129,21 +129,36 @@ def run_build_bench(o: BuildBenchOptions) -> int:
 @command("build demo", BuildDemoOptions)
 def run_build_demo(o: BuildDemoOptions) -> int:
     """Build the benchmark's configs on the synthetic world (no download) into a Hub-layout folder."""
-    from pathlib import Path
 
     from mimic.builders.mimic_demo import MimicDemo
 
     annotations = images = None
     if o.world is not None:
         check_paths(("--world", o.world, "path"))
-        p = Path(o.world)
-        annotations = p / "annotations.json" if p.is_dir() else p
-        images = annotations.parent / "images"
+        annotations, images = world_files(o.world)
     _build(MimicDemo, o, source="synthetic", annotations=annotations and str(annotations),
            images=images and str(images), min_box_frac=0.05, pretty_name="MIMIC demo (synthetic world)",
            summary="The MIMIC benchmark's configs on mimic-vlm's rendered synthetic world: a small, "
            "download-free stand-in for trying pipelines end to end.")
     return 0
+
+
+def world_files(world: str):
+    """(annotations.json, images folder) of a `--world` folder or its annotations file; ConfigError naming
+    the flag when either is not there."""
+    from pathlib import Path
+
+    from mimic.errors import ConfigError
+
+    p = Path(world)
+    annotations = p / "annotations.json" if p.is_dir() else p
+    images = annotations.parent / "images"
+    if not annotations.is_file():
+        raise ConfigError(f"--world {world}: no annotations.json in it; give a folder written by `mimic world`")
+    if not images.is_dir():
+        raise ConfigError(f"--world {world}: no images/ folder beside {annotations.name}; give a folder written by "
+                          "`mimic world` (annotations.json and images/)")
+    return annotations, images
 
 
 @dataclass
@@ -162,10 +177,8 @@ def run_push(o: PushOptions) -> int:
     The token comes from the usual places (HF_TOKEN, or `hf auth login`); it is never printed.
     """
     from mimic.builders.publish import push_folder
-    from mimic.errors import ConfigError
 
-    if "/" not in o.repo:
-        raise ConfigError(f"--repo must look like ORG/NAME, got {o.repo!r}")
+    check_repo_id(o.repo)
     push_folder(o.folder, o.repo, private=o.private, dry_run=o.dry_run, message=o.message)
     return 0
 

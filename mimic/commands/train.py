@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from mimic.cli import check_numbers, command, opt
+from mimic.cli import check_numbers, check_repo_id, command, opt
 from mimic.errors import ConfigError
 
 # Files of a training output folder that are not part of the published model.
@@ -111,8 +111,7 @@ def run_push_model(o: PushModelOptions) -> int:
         raise ConfigError(f"{folder} holds neither config.json nor adapter_config.json: not a trained model folder")
     if not (folder / "README.md").exists():
         raise ConfigError(f"{folder} has no README.md model card (train.py writes one)")
-    if "/" not in o.repo or o.repo.count("/") != 1:
-        raise ConfigError(f"--repo must be ORG/NAME, got {o.repo!r}")
+    check_repo_id(o.repo)
     files = files_to_push(folder)
     total = sum((folder / f).stat().st_size for f in files)
     if o.dry_run:

@@ -64,6 +64,7 @@ def run_build_train(o: BuildTrainOptions) -> int:
     from mimic.builders.mimic_train import MimicTrain
     from mimic.builders.stats import format_table1
     from mimic.commands.generate import warn_bad_images, warn_skipped
+    from mimic.commands.hub import world_files
     from mimic.errors import ConfigError, InfeasibleError, MimicError
 
     check_numbers(("--num-proc", o.num_proc, 1, None), ("--per-task", o.per_task, 1, None),
@@ -74,15 +75,19 @@ def run_build_train(o: BuildTrainOptions) -> int:
                           "evaluation images; use Open Images, or --allow-coco for a COCO split you know is disjoint")
     annotations, images = o.oi_boxes, o.oi_images
     if o.source == "synthetic" and o.world:
-        p = Path(o.world)
-        annotations = str(p / "annotations.json" if p.is_dir() else p)
-        images = str(Path(annotations).parent / "images")
+        check_paths(("--world", o.world, "path"))
+        annotations, images = map(str, world_files(o.world))
     elif o.source != "synthetic" and (annotations is None or images is None):
         raise ConfigError("--oi-boxes and --oi-images are required (or --source synthetic)")
     checks = [("--oi-boxes", o.oi_boxes, "file"), ("--oi-images", o.oi_images, "folder"),
               ("--oi-classes", o.oi_classes, "file"), ("--oi-hierarchy", o.oi_hierarchy, "file"),
               ("--world", o.world, "path")]
     check_paths(*[(flag, value, kind) for flag, value, kind in checks if value is not None])
+    if o.source == "openimages" and not annotations.endswith(".parquet"):
+        missing = [flag for flag, v in (("--oi-classes", o.oi_classes), ("--oi-hierarchy", o.oi_hierarchy)) if v is None]
+        if missing:
+            raise ConfigError(f"--oi-boxes {annotations} (a box CSV) needs {' and '.join(missing)} (or give an index "
+                              "written by `mimic index`)")
     def make_builder(task: str) -> MimicTrain:
         return MimicTrain(
             config_name=task, source=o.source, annotations=annotations, oi_classes=o.oi_classes,
@@ -94,8 +99,11 @@ def run_build_train(o: BuildTrainOptions) -> int:
 
     # The index once, before any task (and before worker processes fork, which then share it).
     first = make_builder(o.tasks[0])
-    bad = warn_bad_images(first)
     index, missing = first.load_index(), first.missing_image_ids
+    if index.num_images == 0 and missing:
+        raise ConfigError(f"--oi-images {images}: none of the {len(missing):,} images listed in {annotations} is "
+                          f"there (e.g. image {missing[0]}); is it the right folder?")
+    bad = warn_bad_images(first)
     # Several tasks and processes: whole tasks (generation and shards) in parallel; one task: its shards.
     task_procs = min(o.num_proc, len(o.tasks))
     shard_procs = o.num_proc if task_procs == 1 else 1
