@@ -290,6 +290,8 @@ def write_json(value, path: str | os.PathLike) -> Path:
 
 def read_jsonl(path: str | os.PathLike) -> list[dict]:
     path = Path(path)
+    if path.is_dir():
+        raise AnnotationError(path, "is a folder, not a JSON Lines file written by `mimic generate`")
     if not path.is_file():
         raise AnnotationError(path, "file not found")
     rows = []

@@ -142,16 +142,13 @@ def materialize(
     samples = builder.samples()
     file_size: dict[str, int] = {}
     sizes = []
+    position = index.image_to_pos
     for s in samples:
         total = 0
-        for f in s.file_names:
+        sample = getattr(s, "sample", s)
+        for image_id, f in zip(sample.image_ids, sample.file_names, strict=True):
             if f not in file_size:
-                try:
-                    file_size[f] = (images_dir / f).stat().st_size
-                except FileNotFoundError:
-                    from mimic.errors import AnnotationError
-
-                    raise AnnotationError(images_dir / f, f"image of sample {s.id} not found", field="file_name") from None
+                file_size[f] = _checked_size(images_dir / f, index, position[image_id], s.id)
             total += file_size[f]
         sizes.append(total)
     ranges = plan_shards(sizes, max_shard_bytes)
@@ -210,6 +207,19 @@ def materialize(
     with atomic_path(record_dir / f"{name}.json") as tmp:
         tmp.write_text(json.dumps(record, indent=2, sort_keys=True))
     return record
+
+
+def _checked_size(path: Path, index, i: int, sample_id: str) -> int:
+    """The size in bytes of image file `path` (image `i` of `index`), once it is known to be an image of the
+    annotated size: a bad file fails the build here, before anything is written, and is never embedded."""
+    from mimic.builders.rows import image_problem
+    from mimic.errors import AnnotationError
+
+    problem = image_problem(path, int(index.widths[i]), int(index.heights[i]))
+    if problem is not None:
+        hint = "" if problem == "not found" else "; replace it, or build with --skip-bad-images"
+        raise AnnotationError(path, f"image of sample {sample_id} {problem}{hint}", field="file_name")
+    return path.stat().st_size
 
 
 class _ShardJob:
@@ -301,10 +311,49 @@ def image_keys(folder: str | os.PathLike) -> set[tuple[str, str]]:
     return keys
 
 
+def card_data_files(data: str) -> dict[str, dict[str, list[str]]] | None:
+    """{config: {split: files}} of a local folder by its card's YAML `configs:`, the folder's path taken
+    literally (None: no card, or one without data files).
+
+    `datasets` joins the card's patterns to the folder's path and globs the whole, so a folder named
+    `bench [2]` read its sibling `bench 2` and `bench [v2]` read nothing. Here only the card's own pattern is
+    a pattern: the folder's path is escaped.
+    """
+    import glob
+
+    readme = Path(data) / "README.md"
+    if not readme.is_file():
+        return None
+    from datasets.data_files import sanitize_patterns
+    from datasets.utils.metadata import MetadataConfigs
+    from huggingface_hub import DatasetCard
+
+    try:
+        configs = MetadataConfigs.from_dataset_card_data(DatasetCard.load(readme).data)
+    except (ValueError, TypeError) as err:
+        raise DataError(f"{readme}: not a readable dataset card ({' '.join(str(err).split())})") from None
+    if not configs or not all("data_files" in c for c in configs.values()):
+        return None
+    base = glob.escape(os.path.abspath(data))
+    out = {}
+    for name, cfg in configs.items():
+        out[name] = {
+            str(split): sorted({f for p in patterns for f in glob.glob(os.path.join(base, p)) if os.path.isfile(f)})
+            for split, patterns in sanitize_patterns(cfg["data_files"]).items()
+        }
+    return out
+
+
 def _data_files(data: str, config: str | None) -> dict[str, list[str]]:
     """The data files of each split of `config` in a local folder, as its card (or the folder layout) says."""
     from datasets import load_dataset_builder
 
+    card = card_data_files(data) if config is not None else None
+    if card is not None:
+        if config not in card:
+            raise DataError(f"{data}: not a readable dataset folder for config {config!r} (its card names "
+                            f"{', '.join(card)})")
+        return card[config]
     try:
         files = load_dataset_builder(data, config).config.data_files or {}
     except (FileNotFoundError, ValueError) as err:  # no data files, a config the card lacks, mixed formats
@@ -360,7 +409,11 @@ def load_split(data: str, config: str | None, split: str = "test", cache_dir: st
         raise DataError(f"{data}: no files for config {config!r}, split {split!r} (the card names them, the "
                         "folder lacks them: rebuild it with `mimic build`)")
     check_parquet_files(files, columns)
-    return load_dataset("parquet", data_files={split: list(files)}, split=split, cache_dir=cache_dir)
+    import glob
+
+    # `datasets` globs data files too: escaped, each names its one file.
+    return load_dataset("parquet", data_files={split: [glob.escape(f) for f in files]}, split=split,
+                        cache_dir=cache_dir)
 
 
 def split_names(data: str, config: str | None) -> list[str]:

@@ -23,7 +23,7 @@ from mimic.builders.configs import CONFIGS
 from mimic.builders.generate import GridReport, iter_samples
 from mimic.builders.index import DEFAULT_MIN_BOX_FRAC, AnnotationIndex
 from mimic.builders.reading import load_index
-from mimic.builders.rows import ImageBytes, example_from_sample
+from mimic.builders.rows import ImageBytes, bad_images_record, drop_bad_images, example_from_sample
 from mimic.builders.sample import GENERATOR_VERSION, Sample
 from mimic.errors import ConfigError
 
@@ -80,6 +80,7 @@ class MimicBenchConfig(datasets.BuilderConfig):
     controls: dict = field(default_factory=dict)  # control overrides (see builders.configs)
     strict: bool = False  # True: a control cell the annotations cannot meet fails the build (paper-faithful)
     include_catch_all: bool = False  # Listing may ask about catch-all categories (COCO indoor / outdoor)
+    skip_bad_images: bool = False  # True: images that fail `image_problem` are left out (and counted), not an error
 
     def __post_init__(self):
         super().__post_init__()
@@ -129,6 +130,9 @@ class MimicBench(datasets.GeneratorBasedBuilder):
             self._index = load_index(cfg.source, cfg.annotations, cfg.images_dir)
             if self._index.images_dir is None:
                 raise ConfigError(f"config {cfg.name!r}: pass images_dir= (the folder of the annotated images)")
+            self.bad_images = {}
+            if cfg.skip_bad_images:
+                self._index, self.bad_images = drop_bad_images(self._index)
         return self._index
 
     def samples(self) -> list[Sample]:
@@ -151,6 +155,8 @@ class MimicBench(datasets.GeneratorBasedBuilder):
                "controls": dict(c.controls), "strict": c.strict, "source_split": self.load_index().source_split}
         if CONFIGS[c.name].task == "listing":
             out["include_catch_all"] = c.include_catch_all
+        if c.skip_bad_images:
+            out.update(bad_images_record(getattr(self, "bad_images", {})))
         grid = getattr(self, "grid", None)
         if grid is not None:
             out["grid"] = grid.to_dict()

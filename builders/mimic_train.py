@@ -36,7 +36,7 @@ from mimic.builders.generate import GridReport, iter_samples
 from mimic.builders.index import DEFAULT_MIN_BOX_FRAC, AnnotationIndex
 from mimic.builders.mimic_bench import BENCH_FEATURES, CITATION
 from mimic.builders.reading import load_index
-from mimic.builders.rows import ImageBytes, example_from_sample
+from mimic.builders.rows import ImageBytes, bad_images_record, drop_bad_images, example_from_sample
 from mimic.builders.sample import GENERATOR_VERSION, Sample
 from mimic.errors import ConfigError
 
@@ -154,6 +154,7 @@ class MimicTrainConfig(datasets.BuilderConfig):
     allow_coco: bool = False
     strict: bool = False  # True: a control cell the annotations cannot meet fails the build
     include_catch_all: bool = False  # Listing may ask about the broad or mixed hierarchy nodes
+    skip_bad_images: bool = False  # True: images that fail `image_problem` are left out (and counted), not an error
 
     def __post_init__(self):
         super().__post_init__()
@@ -209,6 +210,9 @@ class MimicTrain(datasets.GeneratorBasedBuilder):
                 raise ConfigError(f"training config {cfg.name!r}: pass annotations= (the {cfg.source} box file)")
             index = load_index(cfg.source, cfg.annotations, cfg.images_dir, cfg.oi_classes, cfg.oi_hierarchy)
             self._index, self.missing_image_ids = drop_missing_images(index)
+            self.bad_images = {}
+            if cfg.skip_bad_images:
+                self._index, self.bad_images = drop_bad_images(self._index)
         return self._index
 
     def tasks(self) -> tuple[str, ...]:
@@ -243,6 +247,7 @@ class MimicTrain(datasets.GeneratorBasedBuilder):
         return {"per_task": c.per_task, "scale": c.scale, "max_images": c.max_images, "seed": c.seed,
                 "min_box_frac": c.min_box_frac, "option_rate": c.option_rate, "followup_rate": c.followup_rate,
                 "missing_images_skipped": len(getattr(self, "missing_image_ids", []) or []), "strict": c.strict,
+                **(bad_images_record(getattr(self, "bad_images", {})) if c.skip_bad_images else {}),
                 "include_catch_all": c.include_catch_all, "source_split": self.load_index().source_split,
                 **({"grid": {t: g.to_dict() for t, g in self.grids.items()}} if getattr(self, "grids", None) else {})}
 

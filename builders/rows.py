@@ -15,7 +15,9 @@ from collections.abc import Iterable, Sequence
 from mimic.builders.sample import Sample
 from mimic.errors import AnnotationError, DataError
 
-__all__ = ["example_from_sample", "ImageBytes", "check_rows", "SAMPLE_FIELDS", "STATS_FIELDS"]
+__all__ = ["example_from_sample", "ImageBytes", "check_rows", "image_problem", "drop_bad_images", "bad_images_record",
+           "SAMPLE_FIELDS",
+           "STATS_FIELDS"]
 
 # Every field of a generated sample (`mimic generate` writes them all); the verifier reads nearly all.
 SAMPLE_FIELDS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(Sample) if f.name != "generator_version")
@@ -52,6 +54,58 @@ def check_rows(rows: Iterable, path: str | os.PathLike, fields: Sequence[str] = 
                 raise DataError(f"{where}: missing field {name!r}; was it written by `mimic generate`?")
             if name in _HINTS and not _has_type(row[name], _HINTS[name]):
                 raise DataError(f"{where}: field {name!r} is {row[name]!r}, expected {_type_name(_HINTS[name])}")
+
+
+def image_problem(path: str | os.PathLike, width: int = 0, height: int = 0) -> str | None:
+    """What is wrong with the image file at `path` (None: nothing): absent, not an image PIL can identify
+    and verify, or another size than the annotations' `width` x `height` (0: the source gives none).
+
+    Cheap on purpose: it reads the header (and for PNG the chunk checksums), never decodes JPEG pixels, so
+    a build can afford it for every image it embeds. A 0-byte file or an HTML page saved as .jpg fails here
+    instead of being embedded and later "scored".
+    """
+    from PIL import Image
+
+    try:
+        with Image.open(path) as im:
+            size = im.size
+            im.verify()
+    except FileNotFoundError:
+        return "not found"
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
+        # UnidentifiedImageError is an OSError; verify() raises SyntaxError on a corrupt PNG.
+        return f"is not a readable image ({' '.join(str(e).split()) or type(e).__name__})"
+    if width and height and size != (width, height):
+        return f"is {size[0]}x{size[1]} pixels, the annotations say {width}x{height}"
+    return None
+
+
+def drop_bad_images(index):
+    """The index without the images whose files fail `image_problem`, and {file name: problem} for those.
+
+    Every image of the index is opened (its header read): what samples will use is not known before they
+    are drawn, and drawing them without the bad images keeps every row and every control intact.
+    """
+    import numpy as np
+
+    if index.images_dir is None:
+        raise AnnotationError("<index>", "the index has no images folder; pass --images when indexing")
+    bad = {}
+    for i in range(index.num_images):
+        name = str(index.file_names[i])
+        problem = image_problem(os.path.join(index.images_dir, name), int(index.widths[i]), int(index.heights[i]))
+        if problem is not None:
+            bad[i] = (name, problem)
+    if not bad:
+        return index, {}
+    keep = np.ones(index.num_images, dtype=bool)
+    keep[list(bad)] = False
+    return index.subset(keep), dict(bad.values())
+
+
+def bad_images_record(bad: dict[str, str], shown: int = 20) -> dict:
+    """What a build record keeps of the skipped images: their number and the first few, with the problem."""
+    return {"bad_images_skipped": len(bad), "bad_images": dict(sorted(bad.items())[:shown])}
 
 
 class ImageBytes:

@@ -5,11 +5,12 @@ control columns and the class vocabulary the scorer recognises.
 from __future__ import annotations
 
 import difflib
+import glob
 import os
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from mimic.builders.hub_folder import load_split, split_names
+from mimic.builders.hub_folder import card_data_files, load_split, split_names
 from mimic.errors import ConfigError, DataError
 from mimic.eval.normalize import COCO_CLASSES
 
@@ -57,6 +58,9 @@ def _check_local(data: str) -> None:
                         "holds README.md and <config>/<split>-*.parquet, as `mimic build` writes them")
     if os.path.exists(data):
         raise DataError(f"{data}: not a folder; a MIMIC dataset is a folder (README.md + <config>/*.parquet) or a Hub id")
+    if glob.has_magic(data):
+        # No Hub id holds * ? [ ]: this is a path, and paths are literal (never a pattern over folders).
+        raise DataError(f"{data}: no such folder (paths are taken literally, not as patterns)")
     if data.startswith((".", "/", "~")) or data.count("/") > 1:
         # Not a Hub id ("org/name"): a path that is not there.
         raise DataError(f"{data}: no such folder")
@@ -67,6 +71,9 @@ def config_names(data: str) -> list[str]:
     from datasets import get_dataset_config_names
 
     _check_local(data)
+    card = card_data_files(data) if os.path.isdir(data) else None
+    if card is not None:
+        return list(card)  # read with the folder's path taken literally (`card_data_files`)
     try:
         return list(get_dataset_config_names(data))
     except (FileNotFoundError, ConnectionError, ValueError) as err:

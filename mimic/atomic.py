@@ -19,7 +19,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-__all__ = ["atomic_path", "fsync_dir", "make_temp_dir", "write_json"]
+__all__ = ["atomic_path", "fsync_dir", "follow_umask", "make_temp_dir", "write_json"]
 
 _ATTEMPTS = 100
 
@@ -40,6 +40,15 @@ def _create_temp_file(path: Path) -> Path:
         os.close(fd)
         return tmp
     raise FileExistsError(f"{path.parent}: no free temporary name for {path.name} after {_ATTEMPTS} attempts")
+
+
+def follow_umask(*files: str | os.PathLike) -> None:
+    """Give files another library created private (safetensors writes 0600) the mode `open()` would have
+    given them: 0666 less the umask."""
+    mask = os.umask(0)  # the only portable way to read it: set, then put back at once
+    os.umask(mask)
+    for f in files:
+        os.chmod(f, 0o666 & ~mask)
 
 
 def make_temp_dir(path: str | os.PathLike) -> Path:

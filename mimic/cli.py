@@ -21,7 +21,7 @@ from mimic.errors import MimicError
 from mimic.options import option
 from mimic.registry import Registry
 
-__all__ = ["command", "build_parser", "check_paths", "main", "COMMANDS", "opt"]
+__all__ = ["command", "build_parser", "check_paths", "check_numbers", "check_repo_id", "main", "COMMANDS", "opt"]
 
 
 @dataclass(frozen=True)
@@ -73,6 +73,32 @@ def check_paths(*checks: tuple[str, str, str]) -> None:
         p = Path(value)
         if not {"file": p.is_file, "folder": p.is_dir, "path": p.exists}[kind]():
             raise ConfigError(f"{flag} {value}: {kind} not found")
+
+
+def check_numbers(*checks: tuple[str, float | None, float, float | None]) -> None:
+    """Raise ConfigError naming the flag whose number is not in [low, high] (high None: no upper bound).
+
+    `(flag, value, low, high)`; a value of None (an option left unset) passes. NaN is never in range: a
+    comparison with NaN is false, so `not low <= value` catches it too.
+    """
+    from mimic.errors import ConfigError
+
+    for flag, value, low, high in checks:
+        if value is None or (low <= value and (high is None or value <= high)):
+            continue
+        if high is None:
+            raise ConfigError(f"{flag} must be at least {low}, got {value}")
+        raise ConfigError(f"{flag} must be between {low} and {high}, got {value}")
+
+
+def check_repo_id(value: str, flag: str = "--repo") -> None:
+    """Raise ConfigError unless `value` is a Hub repo id, ORG/NAME (a URL or a path is not one)."""
+    import re
+
+    from mimic.errors import ConfigError
+
+    if not re.fullmatch(r"[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*", value):
+        raise ConfigError(f"{flag} must look like ORG/NAME (a Hub repo id, not a URL or a path), got {value!r}")
 
 
 def _unwrap_optional(tp):
@@ -180,6 +206,19 @@ def main(argv: list[str] | None = None) -> int:
 
             with FolderLock(getattr(options, cmd.lock), "--" + cmd.lock.replace("_", "-")):
                 code = cmd.run(options)
+        sys.stdout.flush()  # here, where a closed pipe is caught, rather than at exit
+    except BrokenPipeError:
+        # `mimic show DIR | head`: the reader has gone, as with any Unix tool that is no error. Python would
+        # still flush stdout at exit and fail again, so stdout is pointed at devnull first (Python's docs,
+        # "Note on SIGPIPE").
+        import io
+        import os
+
+        try:
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        except (OSError, ValueError, io.UnsupportedOperation):
+            pass  # stdout is no file (a test's capture): nothing will flush into the closed pipe
+        return 0
     except MimicError as e:
         # One line, whatever the message holds (an HTTP body, a library's multi-line text).
         print(f"mimic {ns.command}: error: {' '.join(str(e).split())}", file=sys.stderr)

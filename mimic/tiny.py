@@ -374,6 +374,9 @@ def save_tiny(directory: str | Path, seed: int = 0, num_layers: int = 4, family:
     directory.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(directory)
     processor.save_pretrained(directory)
+    from mimic.atomic import follow_umask
+
+    follow_umask(*directory.glob("*.safetensors"))
     if family in _STOCK_PROCESSOR:
         for name in ("processor_config.json", "tokenizer_config.json"):
             path = directory / name

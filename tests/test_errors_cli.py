@@ -128,6 +128,56 @@ CASES = [
     Case("demo-trainset-bad-size", "demo-trainset --out {out} --per-task 0", "--per-task must be at least 1"),
     Case("overlap-text-folder", "check-overlap --train {txt} --bench {demo}", "no parquet shards found"),
     Case("overlap-foreign-parquet", "check-overlap --train {other} --bench {demo}", "missing column(s) source"),
+    # Image files that are not the annotated images: never embedded.
+    Case("bench-empty-jpegs", "build bench --coco-annotations {world} --coco-images {empty_images} --configs common "
+         "--num 2 --no-progress --out {out}", "is not a readable image"),
+    Case("bench-html-as-jpeg", "build bench --coco-annotations {world} --coco-images {html_images} --configs common "
+         "--num 2 --no-progress --out {out}", "is not a readable image"),
+    Case("bench-wrong-size", "build bench --coco-annotations {wide} --coco-images {world_images} --configs common "
+         "--num 2 --no-progress --out {out}", "is 320x320 pixels, the annotations say 321x320"),
+    Case("demo-empty-jpegs", "build demo --world {empty_world} --configs common --num 2 --no-progress --out {out}",
+         "is not a readable image"),
+    # Numbers out of range.
+    Case("bench-num-0", "build bench --coco-annotations {world} --coco-images {world_images} --num 0 --out {out}",
+         "--num must be at least 1, got 0"),
+    Case("bench-num-negative", "build bench --coco-annotations {world} --coco-images {world_images} --num -5 "
+         "--out {out}", "--num must be at least 1, got -5"),
+    Case("bench-min-box-frac-negative", "build bench --coco-annotations {world} --coco-images {world_images} "
+         "--min-box-frac -1 --out {out}", "--min-box-frac must be between 0 and 1, got -1.0"),
+    Case("bench-min-box-frac-nan", "build bench --coco-annotations {world} --coco-images {world_images} "
+         "--min-box-frac nan --out {out}", "--min-box-frac must be between 0 and 1, got nan"),
+    Case("bench-min-box-frac-2", "build bench --coco-annotations {world} --coco-images {world_images} "
+         "--min-box-frac 2 --out {out}", "--min-box-frac must be between 0 and 1, got 2.0"),
+    Case("bench-max-shard-negative", "build bench --coco-annotations {world} --coco-images {world_images} "
+         "--max-shard-mb -1 --out {out}", "--max-shard-mb must be at least 1, got -1"),
+    Case("demo-num-0", "build demo --world {world} --num 0 --out {out}", "--num must be at least 1, got 0"),
+    Case("train-per-task-negative", "build train --source synthetic --world {world} --per-task -1 --out {out}",
+         "--per-task must be at least 1, got -1"),
+    Case("show-rows-negative", "show {demo} --rows -1", "--rows must be at least 0, got -1"),
+    Case("flops-images-negative", "flops --paper --images -3", "--images must be at least 0, got -3.0"),
+    Case("generate-distractors-negative", "generate --config common --annotations {world} --distractors -2 "
+         "--out {out}", "--distractors must be at least 0, got -2"),
+    Case("generate-num-0", "generate --config common --annotations {world} --num 0 --out {out}",
+         "--num must be at least 1, got 0"),
+    # Paths are literal, never patterns.
+    Case("eval-data-pattern", "eval --data {tmp}/dem* --model random --out {out}",
+         "no such folder (paths are taken literally"),
+    # Annotation fields of the wrong type, and numbers JSON does not have.
+    Case("index-iscrowd-string", "index --source coco --annotations {crowd_string} --out {out}",
+         "(field 'annotations[0].iscrowd'): bad value '0', expected 0 or 1"),
+    Case("index-width-string", "index --source coco --annotations {width_string} --out {out}",
+         "(field 'images[0].width'): bad value '320', expected a number"),
+    Case("index-file-name-number", "index --source coco --annotations {name_number} --out {out}",
+         "(field 'images[0].file_name'): bad value 7, expected a string"),
+    Case("index-nan-box", "index --source coco --annotations {nan_box} --out {out}", "NaN at byte"),
+    # Messages that name what is wrong.
+    Case("train-images-all-missing", "build train --source synthetic --world {imageless_world} --out {out}",
+         "none of the 160 images listed in"),
+    Case("train-without-oi-classes", "build train --oi-boxes {txt}/a.txt --oi-images {tmp} --out {out}",
+         "needs --oi-classes and --oi-hierarchy"),
+    Case("demo-world-is-a-text-file", "build demo --world {txt}/a.txt --out {out}", "--world {txt}/a.txt: no images/"),
+    Case("stats-on-a-folder", "stats {txt}", "is a folder, not a JSON Lines file"),
+    Case("push-url-repo", "push {demo} --repo https://huggingface.co/datasets/me/x --dry-run", "not a URL"),
 ]
 
 
@@ -195,7 +245,42 @@ def inputs(world, tmp_path_factory, request) -> dict[str, str]:
     bad_predictions = root / "bad-predictions"
     bad_predictions.mkdir()
     (bad_predictions / "predictions.jsonl").write_text("{oops}\n")
+    images = paths.images
+    names = sorted(p.name for p in images.iterdir())
+    for folder, content in (("empty-images", b""), ("html-images", b"<!DOCTYPE html><html>Not found</html>\n")):
+        (root / folder).mkdir()
+        for name in names:
+            (root / folder / name).write_bytes(content)
+    empty_world = root / "empty-world"
+    (empty_world / "images").mkdir(parents=True)
+    (empty_world / "annotations.json").write_bytes(paths.annotations.read_bytes())
+    for name in names:
+        (empty_world / "images" / name).write_bytes(b"")
+    imageless_world = root / "imageless-world"
+    (imageless_world / "images").mkdir(parents=True)
+    (imageless_world / "annotations.json").write_bytes(paths.annotations.read_bytes())
+
+    coco = json.loads(paths.annotations.read_text())
+
+    def annotations(name: str, edit) -> str:
+        data = json.loads(json.dumps(coco))
+        edit(data)
+        (root / name).write_text(json.dumps(data))
+        return str(root / name)
+
+    def widen(d):
+        for im in d["images"]:
+            im["width"] += 1
+
+    nan_box = annotations("nan-box.json", lambda d: d["annotations"][3].update(bbox=[1.0, 2.0, float("nan"), 4.0]))
     return {
+        "world_images": str(images), "empty_images": str(root / "empty-images"),
+        "html_images": str(root / "html-images"), "empty_world": str(empty_world),
+        "imageless_world": str(imageless_world), "wide": annotations("wide.json", widen),
+        "crowd_string": annotations("crowd-string.json", lambda d: d["annotations"][0].update(iscrowd="0")),
+        "width_string": annotations("width-string.json", lambda d: d["images"][0].update(width="320")),
+        "name_number": annotations("name-number.json", lambda d: d["images"][0].update(file_name=7)),
+        "nan_box": nan_box,
         "tmp": str(root), "demo": str(demo), "txt": str(txt), "other": str(other), "mixed": str(mixed),
         "corrupt": str(corrupt), "world": str(paths.annotations), "good": str(root / "good.jsonl"),
         "missing_field": jsonl("missing.jsonl", missing), "wrong_type": jsonl("wrong.jsonl", wrong),
@@ -289,3 +374,84 @@ def test_every_user_error_class_is_a_mimic_error():
     for cls in (AnnotationError, ConfigError, DataError, InfeasibleError, VerificationError, EndpointError,
                 UnknownNameError):
         assert issubclass(cls, MimicError), cls
+
+
+def test_skip_bad_images_leaves_them_out_and_counts_them(world, inputs, tmp_path, capsys):
+    """--skip-bad-images: the 0-byte and HTML files are left out before sampling, every row holds only good
+    images, and the build record counts the skipped ones. Without it, the same folder is an error naming a file."""
+    import pyarrow.parquet as pq
+
+    paths, _ = world
+    images = tmp_path / "images"
+    images.mkdir()
+    names = sorted(p.name for p in paths.images.iterdir())
+    bad = {names[0]: b"", names[1]: b"<html>moved</html>", names[2]: b"\xff\xd8\xff"}
+    for name in names:
+        if name in bad:
+            (images / name).write_bytes(bad[name])
+        else:
+            (images / name).symlink_to(paths.images / name)
+    argv = ["build", "bench", "--coco-annotations", str(paths.annotations), "--coco-images", str(images),
+            "--configs", "common", "odd_one", "--num", "40", "--no-progress"]
+    assert main([*argv, "--out", str(tmp_path / "strict")]) == 2
+    assert "is not a readable image" in capsys.readouterr().err
+    assert not (tmp_path / "strict").exists()
+
+    assert main([*argv, "--skip-bad-images", "--out", str(tmp_path / "out")]) == 0
+    assert "skipped 3 bad image file(s)" in capsys.readouterr().err
+    for config in ("common", "odd_one"):
+        record = json.loads((tmp_path / "out" / ".mimic" / f"{config}.json").read_text())
+        assert record["parameters"]["bad_images_skipped"] == 3
+        assert sorted(record["parameters"]["bad_images"]) == sorted(bad)
+        used = {p for ims in pq.read_table(tmp_path / "out" / config, columns=["images"]).column("images")
+                .to_pylist() for p in (im["path"] for im in ims)}
+        assert used and not used & set(bad)
+
+
+def test_folder_names_with_pattern_characters_are_read_literally(inputs, tmp_path, quiet_datasets):
+    """`d [2]` is read as itself, not as the pattern that matches its sibling `d 2`; `d [v2]` is readable."""
+    import shutil
+
+    from mimic.eval.data import config_names, load_config
+
+    demo = Path(inputs["demo"])
+    shutil.copytree(demo, tmp_path / "d [2]")
+    shutil.copytree(demo, tmp_path / "d [v2]")
+    sibling = tmp_path / "d 2"
+    shutil.copytree(Path(inputs["mixed"]), sibling)  # its card names odd_one too, its folder lacks it
+    rows = len(load_config(str(demo), "common"))
+    shard = next((sibling / "common").glob("*.parquet"))
+    pq.write_table(pq.read_table(shard).slice(0, 1), shard)  # the sibling holds other rows: 1, not `rows`
+    for name in ("d [2]", "d [v2]"):
+        assert config_names(str(tmp_path / name)) == ["common", "odd_one"]
+        assert len(load_config(str(tmp_path / name), "common")) == rows
+        assert len(load_config(str(tmp_path / name), "odd_one")) > 0
+
+
+def test_tiny_model_files_follow_the_umask(tmp_path):
+    from mimic.tiny import save_tiny
+
+    old = os.umask(0o022)
+    try:
+        save_tiny(tmp_path / "m", num_layers=1)
+    finally:
+        os.umask(old)
+    modes = {p.name: p.stat().st_mode & 0o777 for p in (tmp_path / "m").iterdir() if p.is_file()}
+    assert modes["model.safetensors"] == 0o644, modes
+    assert set(modes.values()) == {0o644}, modes
+
+
+def test_a_closed_pipe_ends_quietly(inputs):
+    """`mimic show DIR | head`: the reader is gone before mimic writes; exit 0, no traceback."""
+    exe = Path(sys.executable).with_name("mimic")
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
+    for argv in (["show", inputs["demo"]], ["stats", inputs["good"]]):
+        read, write = os.pipe()
+        os.close(read)
+        try:
+            done = subprocess.run([str(exe), *argv], stdout=write, stderr=subprocess.PIPE, text=True, env=env,
+                                  timeout=120)
+        finally:
+            os.close(write)
+        assert done.returncode == 0, done.stderr
+        assert "Traceback" not in done.stderr and "BrokenPipe" not in done.stderr, done.stderr

@@ -70,13 +70,22 @@ def read_coco_json(path: str | os.PathLike) -> dict:
     try:
         data = orjson.loads(raw)
     except orjson.JSONDecodeError as e:
-        raise AnnotationError(path, f"malformed JSON: {e}") from e
+        raise AnnotationError(path, f"malformed JSON: {e}{_non_json_number(raw, e.pos)}") from e
     if not isinstance(data, dict):
         raise AnnotationError(path, "expected a JSON object with images, annotations and categories")
     for key in ("images", "annotations", "categories"):
         if not isinstance(data.get(key), list):
             raise AnnotationError(path, "missing or not a list", field=key)
     return data
+
+
+def _non_json_number(raw: bytes, pos: int) -> str:
+    """A hint when the JSON error is at a NaN or Infinity (Python's json writes them; JSON has no such number)."""
+    head = raw[pos : pos + 9].lstrip(b"-")
+    for word in (b"NaN", b"Infinity"):
+        if head.startswith(word):
+            return f" ({word.decode()} at byte {pos} is not a JSON number: write a number, or drop the record)"
+    return ""
 
 
 def _column(path, records: list[dict], section: str, key: str, dtype=None):
@@ -88,19 +97,28 @@ def _column(path, records: list[dict], section: str, key: str, dtype=None):
         raise AnnotationError(path, "missing", field=f"{section}[{k}].{key}") from None
     if dtype is None:
         return values
-    try:
-        return np.asarray(values, dtype=dtype)
-    except (TypeError, ValueError):
-        k = next(k for k, v in enumerate(values) if not _castable(v, dtype))
-        raise AnnotationError(path, f"bad value {values[k]!r}", field=f"{section}[{k}].{key}") from None
+    if dtype is str:
+        k = next((k for k, v in enumerate(values) if not isinstance(v, str)), None)
+        if k is not None:
+            raise AnnotationError(path, f"bad value {values[k]!r}, expected a string", field=f"{section}[{k}].{key}")
+        return values
+    # numpy would turn "640" into 640.0 and True into 1: only JSON numbers (integers where `dtype` is one) pass.
+    want = (int,) if np.dtype(dtype).kind in "iu" else (int, float)
+    k = next((k for k, v in enumerate(values) if not isinstance(v, want) or isinstance(v, bool)), None)
+    if k is not None:
+        expected = "an integer" if want == (int,) else "a number"
+        raise AnnotationError(path, f"bad value {values[k]!r}, expected {expected}", field=f"{section}[{k}].{key}")
+    return np.asarray(values, dtype=dtype)
 
 
-def _castable(value, dtype) -> bool:
-    try:
-        np.asarray(value, dtype=dtype)
-        return not isinstance(value, (list, dict, str)) or dtype is object
-    except (TypeError, ValueError):
-        return False
+def _crowd_flags(path, anns: list[dict]) -> np.ndarray:
+    """`iscrowd` of every annotation (absent: 0), which must be 0 or 1: the string "0" is truthy and would
+    make every box a crowd."""
+    crowd = [a.get("iscrowd", 0) for a in anns]
+    k = next((k for k, v in enumerate(crowd) if type(v) is not int or v not in (0, 1)), None)
+    if k is not None:
+        raise AnnotationError(path, f"bad value {crowd[k]!r}, expected 0 or 1", field=f"annotations[{k}].iscrowd")
+    return np.array(crowd, dtype=bool)
 
 
 def _positions(path, sorted_ids: np.ndarray, wanted: np.ndarray, what: str, key: str) -> np.ndarray:
@@ -134,8 +152,11 @@ def read_coco(
     images, anns, cats = data["images"], data["annotations"], data["categories"]
 
     cat_ids = _column(path, cats, "categories", "id", np.int64)
-    cat_names = _column(path, cats, "categories", "name")
+    cat_names = _column(path, cats, "categories", "name", str)
     supers = [c.get("supercategory") or "" for c in cats]
+    k = next((k for k, s in enumerate(supers) if not isinstance(s, str)), None)
+    if k is not None:
+        raise AnnotationError(path, f"bad value {supers[k]!r}, expected a string", field=f"categories[{k}].supercategory")
     if len(set(cat_ids.tolist())) != len(cat_ids):
         raise AnnotationError(path, "duplicate category ids", field="categories")
     if len(set(cat_names)) != len(cat_names):
@@ -150,7 +171,7 @@ def read_coco(
             categories.setdefault(COCO_SUPERCATEGORY_NAMES.get(supers[k], supers[k]), []).append(cat_names[k])
 
     img_ids = _column(path, images, "images", "id", np.int64)
-    file_names = _column(path, images, "images", "file_name")
+    file_names = _column(path, images, "images", "file_name", str)
     widths = _column(path, images, "images", "width", np.float64)
     heights = _column(path, images, "images", "height", np.float64)
     bad = np.flatnonzero((widths <= 0) | (heights <= 0))
@@ -172,7 +193,11 @@ def read_coco(
     except (TypeError, ValueError):
         k = next(k for k, b in enumerate(bbox) if not (isinstance(b, list) and len(b) == 4))
         raise AnnotationError(path, f"bbox must be [x, y, w, h], got {bbox[k]!r}", field=f"annotations[{k}].bbox") from None
-    crowd = np.array([a.get("iscrowd", 0) for a in anns], dtype=bool)
+    k = next((k for k, b in enumerate(bbox) if any(not isinstance(v, (int, float)) or isinstance(v, bool)
+                                                  for v in b)), None)
+    if k is not None:
+        raise AnnotationError(path, f"bbox must hold 4 numbers, got {bbox[k]!r}", field=f"annotations[{k}].bbox")
+    crowd = _crowd_flags(path, anns)
 
     box_class = _positions(path, sorted_cat_ids, ann_cat, "category id", "category_id")
     box_image = img_sorter[_positions(path, img_ids[img_sorter], ann_img, "image id", "image_id")]

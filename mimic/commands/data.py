@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from mimic.cli import command, opt
+from mimic.cli import check_numbers, command, opt
 
 SOURCES = ["coco", "openimages", "synthetic", "fiftyone"]  # = mimic.builders.reading.SOURCES (tests/test_cli.py)
 # Spelled out here rather than read from mimic.builders.configs, so `--help` needs no heavy imports;
@@ -73,6 +73,7 @@ def run_index(o: IndexOptions) -> int:
     fraction of the image area and crowd presence. Generators read it instead of the raw annotations,
     so a large annotation file is parsed once.
     """
+    check_numbers(("--min-box-frac", o.min_box_frac, 0, 1))
     index = load_index(o.source, o.annotations, o.images, o.oi_classes, o.oi_hierarchy, o.check_images, o.dataset,
                        o.label_field)
     path = index.save(o.out)

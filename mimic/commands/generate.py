@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from mimic.cli import command, opt
+from mimic.cli import check_numbers, command, opt
 from mimic.commands.data import BENCH_CONFIG_NAMES, SOURCES, load_index
 
 
@@ -66,6 +66,20 @@ def warn_skipped(report) -> None:
               file=sys.stderr)
 
 
+def warn_bad_images(builder) -> dict[str, str]:
+    """Load the builder's index; one warning line on stderr when --skip-bad-images left images out. Returns
+    {file name: problem} of those images."""
+    import sys
+
+    builder.load_index()
+    bad = builder.bad_images
+    if bad:
+        name, problem = next(iter(sorted(bad.items())))
+        print(f"warning: skipped {len(bad)} bad image file(s) (--skip-bad-images), e.g. {name} {problem}",
+              file=sys.stderr)
+    return bad
+
+
 def overrides_of(o) -> dict:
     return {
         "num_images": o.num_images, "spread": o.spread, "distractors": o.distractors, "concepts": o.concepts,
@@ -89,6 +103,10 @@ def run_generate(o: GenerateOptions) -> int:
     from mimic.builders.twins import distractor_levels
     from mimic.errors import ConfigError
 
+    check_numbers(("--num", o.num, 1, None), ("--min-box-frac", o.min_box_frac, 0, 1),
+                  ("--num-images", o.num_images, 1, None), ("--spread", o.spread, 1, None),
+                  ("--distractors", o.distractors, 0, None), ("--concepts", o.concepts, 1, None),
+                  ("--num-answer-classes", o.num_answer_classes, 1, None))
     if o.variant is None and (o.levels or o.max_distractors is not None):
         raise ConfigError("--levels and --max-distractors need --variant distractors")
     if o.variant == "position" and (o.levels or o.max_distractors is not None):
@@ -198,6 +216,7 @@ def run_verify(o: VerifyOptions) -> int:
     from mimic.builders.rows import check_rows
     from mimic.builders.verify import check_sample
 
+    check_numbers(("--min-box-frac", o.min_box_frac, 0, 1))
     rows = read_jsonl(o.file)
     check_rows(rows, o.file)  # before the (possibly long) read of the annotations
     index = load_index(o.source, o.annotations, o.images, o.oi_classes, o.oi_hierarchy)

@@ -6,7 +6,7 @@ import shlex
 import sys
 from dataclasses import dataclass
 
-from mimic.cli import check_paths, command, opt
+from mimic.cli import check_numbers, check_paths, check_repo_id, command, opt
 from mimic.commands.data import BENCH_CONFIG_NAMES as CONFIG_NAMES
 
 
@@ -27,6 +27,8 @@ class BuildBenchOptions:
                        "built. By default such cells are skipped with a warning and recorded in the card.")
     include_catch_all: bool = opt(False, help="listing: also ask about COCO's catch-all categories (indoor and "
                                   "outdoor objects), left out by default.")
+    skip_bad_images: bool = opt(False, help="Leave out (and count, in the build record) image files that are not "
+                                "readable images of the annotated size; by default the first one stops the build.")
     progress: bool = opt(True, help="Show progress bars.")
 
 
@@ -42,6 +44,8 @@ class BuildDemoOptions:
     seed: int = opt(0, help="Base seed.")
     max_shard_mb: int = opt(500, help="Largest parquet shard, in MB of embedded image bytes.")
     repo_id: str = opt("mimic/demo", help="Repo id the card's loading example uses.")
+    skip_bad_images: bool = opt(False, help="Leave out (and count, in the build record) image files that are not "
+                                "readable images of the annotated size; by default the first one stops the build.")
     progress: bool = opt(True, help="Show progress bars.")
 
 
@@ -49,21 +53,25 @@ def _build(builder_cls, o, *, source: str, annotations, images, min_box_frac: fl
     from mimic.builders.cards import write_dataset_card
     from mimic.builders.hub_folder import materialize
     from mimic.builders.stats import format_table1
-    from mimic.commands.generate import warn_skipped
+    from mimic.commands.generate import warn_bad_images, warn_skipped
     from mimic.errors import InfeasibleError
 
+    check_numbers(("--num", o.num, 1, None), ("--max-shard-mb", o.max_shard_mb, 1, None))
     tables = {}
     failed = []
     index = None
+    bad: dict[str, str] = {}
     strict = getattr(o, "strict", False)
     for name in o.configs:
         builder = builder_cls(
             config_name=name, source=source, annotations=annotations, images_dir=images, scale=o.scale,
             num_samples=o.num, seed=o.seed, min_box_frac=min_box_frac, strict=strict,
-            include_catch_all=getattr(o, "include_catch_all", False),
+            include_catch_all=getattr(o, "include_catch_all", False), skip_bad_images=o.skip_bad_images,
         )
         if index is not None:
-            builder._index = index  # one parse of the annotations for all configs
+            builder._index, builder.bad_images = index, bad  # one parse of the annotations for all configs
+        else:
+            bad = warn_bad_images(builder)
         try:
             record = materialize(builder, o.out, max_shard_bytes=o.max_shard_mb * 1024 * 1024, progress=o.progress)
         except InfeasibleError as e:
@@ -110,6 +118,7 @@ def run_build_bench(o: BuildBenchOptions) -> int:
     """
     from mimic.builders.mimic_bench import MimicBench
 
+    check_numbers(("--min-box-frac", o.min_box_frac, 0, 1))
     check_paths(("--coco-annotations", o.coco_annotations, "file"), ("--coco-images", o.coco_images, "folder"))
     failed = _build(MimicBench, o, source="coco", annotations=o.coco_annotations, images=o.coco_images,
                     min_box_frac=o.min_box_frac, pretty_name="MIMIC benchmark",
@@ -120,21 +129,36 @@ def run_build_bench(o: BuildBenchOptions) -> int:
 @command("build demo", BuildDemoOptions, lock="out")
 def run_build_demo(o: BuildDemoOptions) -> int:
     """Build the benchmark's configs on the synthetic world (no download) into a Hub-layout folder."""
-    from pathlib import Path
 
     from mimic.builders.mimic_demo import MimicDemo
 
     annotations = images = None
     if o.world is not None:
         check_paths(("--world", o.world, "path"))
-        p = Path(o.world)
-        annotations = p / "annotations.json" if p.is_dir() else p
-        images = annotations.parent / "images"
+        annotations, images = world_files(o.world)
     _build(MimicDemo, o, source="synthetic", annotations=annotations and str(annotations),
            images=images and str(images), min_box_frac=0.05, pretty_name="MIMIC demo (synthetic world)",
            summary="The MIMIC benchmark's configs on mimic-vlm's rendered synthetic world: a small, "
            "download-free stand-in for trying pipelines end to end.")
     return 0
+
+
+def world_files(world: str):
+    """(annotations.json, images folder) of a `--world` folder or its annotations file; ConfigError naming
+    the flag when either is not there."""
+    from pathlib import Path
+
+    from mimic.errors import ConfigError
+
+    p = Path(world)
+    annotations = p / "annotations.json" if p.is_dir() else p
+    images = annotations.parent / "images"
+    if not annotations.is_file():
+        raise ConfigError(f"--world {world}: no annotations.json in it; give a folder written by `mimic world`")
+    if not images.is_dir():
+        raise ConfigError(f"--world {world}: no images/ folder beside {annotations.name}; give a folder written by "
+                          "`mimic world` (annotations.json and images/)")
+    return annotations, images
 
 
 @dataclass
@@ -153,10 +177,8 @@ def run_push(o: PushOptions) -> int:
     The token comes from the usual places (HF_TOKEN, or `hf auth login`); it is never printed.
     """
     from mimic.builders.publish import push_folder
-    from mimic.errors import ConfigError
 
-    if "/" not in o.repo:
-        raise ConfigError(f"--repo must look like ORG/NAME, got {o.repo!r}")
+    check_repo_id(o.repo)
     push_folder(o.folder, o.repo, private=o.private, dry_run=o.dry_run, message=o.message)
     return 0
 
@@ -176,6 +198,7 @@ def run_show(o: ShowOptions) -> int:
     """Load a MIMIC dataset (benchmark or training folder, or a Hub id) and print a few rows of each config."""
     from mimic.eval.data import config_splits, load_config, resolve_configs
 
+    check_numbers(("--rows", o.rows, 0, None))
     for name in resolve_configs(o.data, o.configs):
         splits = config_splits(o.data, name)
         split = "test" if "test" in splits else next(iter(splits), "test")

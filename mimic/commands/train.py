@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from mimic.cli import command, opt
+from mimic.cli import check_numbers, check_repo_id, command, opt
 from mimic.errors import ConfigError
 
 # Files of a training output folder that are not part of the published model.
@@ -111,8 +111,7 @@ def run_push_model(o: PushModelOptions) -> int:
         raise ConfigError(f"{folder} holds neither config.json nor adapter_config.json: not a trained model folder")
     if not (folder / "README.md").exists():
         raise ConfigError(f"{folder} has no README.md model card (train.py writes one)")
-    if "/" not in o.repo or o.repo.count("/") != 1:
-        raise ConfigError(f"--repo must be ORG/NAME, got {o.repo!r}")
+    check_repo_id(o.repo)
     files = files_to_push(folder)
     total = sum((folder / f).stat().st_size for f in files)
     if o.dry_run:
@@ -163,6 +162,8 @@ def run_flops(o: FlopsOptions) -> int:
     from mimic.train_trl import flops
     from mimic.train_trl.masking import parse_layers
 
+    check_numbers(("--images", o.images, 0, None), ("--tokens-per-image", o.tokens_per_image, 0, None),
+                  ("--text-tokens", o.text_tokens, 0, None), ("--text-before", o.text_before, 0, None))
     if not o.paper and o.train_config is None and o.model_config is None:
         raise ConfigError("give --paper, --train-config YAML, or --model-config with --masked-layers")
     if o.paper:

@@ -7,7 +7,7 @@ import shlex
 import sys
 from dataclasses import dataclass
 
-from mimic.cli import check_paths, command, opt
+from mimic.cli import check_numbers, check_paths, command, opt
 from mimic.commands.data import TRAIN_TASK_NAMES as TASKS
 
 
@@ -43,6 +43,8 @@ class BuildTrainOptions:
                         "shards) are built in parallel; with one, its parquet shards are written in parallel. The "
                         "files are byte-identical whatever the number.")
     repo_id: str = opt("mimic/train", help="Repo id the card's loading example uses.")
+    skip_bad_images: bool = opt(False, help="Leave out (and count, in the build record) image files that are not "
+                                "readable images of the annotated size; by default the first one stops the build.")
     progress: bool = opt(True, help="Show progress bars.")
 
 
@@ -61,43 +63,54 @@ def run_build_train(o: BuildTrainOptions) -> int:
     from mimic.builders.hub_folder import materialize
     from mimic.builders.mimic_train import MimicTrain
     from mimic.builders.stats import format_table1
-    from mimic.commands.generate import warn_skipped
+    from mimic.commands.generate import warn_bad_images, warn_skipped
+    from mimic.commands.hub import world_files
     from mimic.errors import ConfigError, InfeasibleError, MimicError
 
-    if o.num_proc < 1:
-        raise ConfigError(f"--num-proc must be at least 1, got {o.num_proc}")
+    check_numbers(("--num-proc", o.num_proc, 1, None), ("--per-task", o.per_task, 1, None),
+                  ("--max-shard-mb", o.max_shard_mb, 1, None), ("--option-rate", o.option_rate, 0, 1),
+                  ("--followup-rate", o.followup_rate, 0, 1))
     if o.source == "coco" and not o.allow_coco:
         raise ConfigError("--source coco: COCO is the evaluation benchmark's source, and training on it would leak "
                           "evaluation images; use Open Images, or --allow-coco for a COCO split you know is disjoint")
     annotations, images = o.oi_boxes, o.oi_images
     if o.source == "synthetic" and o.world:
-        p = Path(o.world)
-        annotations = str(p / "annotations.json" if p.is_dir() else p)
-        images = str(Path(annotations).parent / "images")
+        check_paths(("--world", o.world, "path"))
+        annotations, images = map(str, world_files(o.world))
     elif o.source != "synthetic" and (annotations is None or images is None):
         raise ConfigError("--oi-boxes and --oi-images are required (or --source synthetic)")
     checks = [("--oi-boxes", o.oi_boxes, "file"), ("--oi-images", o.oi_images, "folder"),
               ("--oi-classes", o.oi_classes, "file"), ("--oi-hierarchy", o.oi_hierarchy, "file"),
               ("--world", o.world, "path")]
     check_paths(*[(flag, value, kind) for flag, value, kind in checks if value is not None])
+    if o.source == "openimages" and not annotations.endswith(".parquet"):
+        missing = [flag for flag, v in (("--oi-classes", o.oi_classes), ("--oi-hierarchy", o.oi_hierarchy)) if v is None]
+        if missing:
+            raise ConfigError(f"--oi-boxes {annotations} (a box CSV) needs {' and '.join(missing)} (or give an index "
+                              "written by `mimic index`)")
     def make_builder(task: str) -> MimicTrain:
         return MimicTrain(
             config_name=task, source=o.source, annotations=annotations, oi_classes=o.oi_classes,
             oi_hierarchy=o.oi_hierarchy, images_dir=images, per_task=o.per_task, scale=o.scale,
             max_images=o.max_images, seed=o.seed, option_rate=o.option_rate, followup_rate=o.followup_rate,
             allow_coco=o.allow_coco, strict=o.strict, include_catch_all=o.include_catch_all,
+            skip_bad_images=o.skip_bad_images,
         )
 
     # The index once, before any task (and before worker processes fork, which then share it).
     first = make_builder(o.tasks[0])
     index, missing = first.load_index(), first.missing_image_ids
+    if index.num_images == 0 and missing:
+        raise ConfigError(f"--oi-images {images}: none of the {len(missing):,} images listed in {annotations} is "
+                          f"there (e.g. image {missing[0]}); is it the right folder?")
+    bad = warn_bad_images(first)
     # Several tasks and processes: whole tasks (generation and shards) in parallel; one task: its shards.
     task_procs = min(o.num_proc, len(o.tasks))
     shard_procs = o.num_proc if task_procs == 1 else 1
 
     def build(task: str) -> dict:
         builder = make_builder(task)
-        builder._index, builder.missing_image_ids = index, missing
+        builder._index, builder.missing_image_ids, builder.bad_images = index, missing, bad
         try:
             record = materialize(builder, o.out, split="train", max_shard_bytes=o.max_shard_mb * 1024 * 1024,
                                  progress=o.progress and task_procs == 1, num_proc=shard_procs)
