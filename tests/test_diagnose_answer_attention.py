@@ -140,3 +140,30 @@ def test_answer_attention_two_models(bench, cache, tmp_path):
     assert summary["layer_index"] == "0-based" and summary["rows_used"] == {"counting_balanced": 2}
     with pytest.raises(ConfigError, match="layers 0-2"):
         run_answer_attention(AnswerAttentionSettings(**{**vars(settings), "layer": 15, "out": str(tmp_path / "x")}))
+
+
+def test_generation_runs_sdpa_and_the_weights_pass_eager(bench, cache, tmp_path, monkeypatch):
+    """Eager generation over a long prompt costs minutes and returns weights nobody reads: the answer is
+    generated with sdpa, the rows that chose it come from one eager pass, and the model is left eager."""
+    from mimic.eval.diagnostics.answer_attention import answer_attention
+    from mimic.eval.diagnostics.attention import _load_eager
+    from mimic.eval.diagnostics.common import requests_of, select_rows
+
+    model_dir = save_tiny(tmp_path / "m", seed=0, num_layers=2)
+    adapter = _load_eager(f"hf:{model_dir}", {"max_new_tokens": 3})
+    kernels = {}
+    generate = adapter.model.generate
+
+    def spy_generate(*args, **kwargs):
+        kernels["generate"] = adapter.model.config.get_text_config()._attn_implementation
+        return generate(*args, **kwargs)
+
+    monkeypatch.setattr(adapter.model, "generate", spy_generate)
+    [sel] = select_rows(str(bench), ["counting_balanced"], "test", 1, {}, cache)
+    [request] = list(requests_of(sel, sel.indices[:1]))
+    entry = answer_attention(adapter, request, 1)
+    assert kernels["generate"] == "sdpa"
+    assert adapter.model.config.get_text_config()._attn_implementation == "eager"
+    if entry["answer_tokens"]:
+        assert entry["mass"] is not None and 0 < sum(entry["mass"]) <= 1 + 1e-9
+    adapter.close()

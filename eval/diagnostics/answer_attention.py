@@ -24,6 +24,7 @@ map on top, one row per (sample, model).
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -42,6 +43,21 @@ ROWS = "the rows that chose the answer tokens (P-1 .. P+n-2), end-of-sequence st
 
 # processor outputs that hold one value per prompt token, 0 for text
 PER_TOKEN_TEXT_KEYS = ("mm_token_type_ids", "token_type_ids")
+
+
+@contextlib.contextmanager
+def _generation_kernel(model, impl: str):
+    """Generate with sdpa, the weights pass stays eager: eager generation over a 7,400-token prompt costs
+    minutes on a CPU and returns weights nobody reads. A model with per-image masks keeps its masking kernel
+    (the mask is applied by it), so it generates as it is."""
+    if impl != "eager" or getattr(model, "_mimic_image_masking", None) is not None:
+        yield
+        return
+    model.set_attn_implementation({"text_config": "sdpa"})
+    try:
+        yield
+    finally:
+        model.set_attn_implementation({"text_config": "eager"})
 
 
 def answer_tokens(generated: torch.Tensor, eos_token_id: int | Sequence[int] | None) -> torch.Tensor:
@@ -107,7 +123,7 @@ def answer_attention(adapter, request, layer: int) -> dict:
     if "eager" not in impl:
         raise ConfigError(f"answer attention needs eager attention in the language model, it runs {impl!r}")
     batch = adapter.encode([request])
-    with torch.inference_mode():
+    with torch.inference_mode(), _generation_kernel(model, impl):
         out = model.generate(**batch, generation_config=adapter.generation_config)
     prompt_len = batch["input_ids"].shape[1]
     new = answer_tokens(out[0, prompt_len:], adapter.generation_config.eos_token_id)
