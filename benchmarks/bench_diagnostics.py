@@ -160,7 +160,7 @@ def run_analysis(row: dict) -> None:
     if name == "attention":
         from mimic.eval.diagnostics.attention import AttentionSettings, run_attention
 
-        run_attention(AttentionSettings(model=row["model"], configs=[CONFIG], where=where, samples=row["samples"],
+        run_attention(AttentionSettings(model=row["model"], configs=[CONFIG], where=where, limit=row["samples"],
                                         model_options=options, **common))
     elif name == "pooling":
         from mimic.eval.diagnostics.pooling import PoolingSettings, run_pooling
@@ -177,7 +177,7 @@ def run_analysis(row: dict) -> None:
         from mimic.eval.diagnostics.answer_attention import AnswerAttentionSettings, run_answer_attention
 
         run_answer_attention(AnswerAttentionSettings(models=[row["model"]], configs=[CONFIG], where=where,
-                                                     samples=row["samples"], layer=row["layer"],
+                                                     limit=row["samples"], layer=row["layer"],
                                                      model_options=scored, **common))
     else:
         raise ValueError(f"unknown analysis {name!r}")
