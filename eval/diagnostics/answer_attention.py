@@ -110,7 +110,7 @@ def image_map(tokens: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
 def answer_attention(adapter, request, layer: int) -> dict:
     """{"answer", "answer_tokens", "mass": [per image], "map": [rows x cols per image], "image_size": [[w, h]
     per image], "grid": [[rows, cols] per image]} of one request at `layer` (0-based)."""
-    from mimic.eval.diagnostics.attention import family_of
+    from mimic.eval.diagnostics.common import family_of
 
     model = adapter.model
     family = family_of(adapter, "answer_attention")

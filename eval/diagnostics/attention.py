@@ -41,7 +41,7 @@ import torch
 
 from mimic.errors import ConfigError
 
-__all__ = ["AttentionSettings", "attention_stats", "balanced_rows", "chance_stats", "family_of",
+__all__ = ["AttentionSettings", "attention_stats", "balanced_rows", "chance_stats",
            "forward_without_logits", "run_attention", "sample_attention", "summarize_attention"]
 
 logger = logging.getLogger(__name__)
@@ -111,16 +111,6 @@ def chance_stats(image_ids: torch.Tensor, num_images: int) -> dict:
     total = before.sum(1)
     counted = total > 0
     return _shares(before[counted] / total[counted, None], q_img[counted], num_images)
-
-
-def family_of(adapter, analysis: str):
-    """The loaded adapter's `Family`, checked to support `analysis` (one line naming the family otherwise)."""
-    if adapter.family is None:
-        raise ConfigError(f"mimic diagnose {analysis.replace('_', '-')}: hf:{adapter.target} is a "
-                          f"{adapter._model_type!r} model, not one of the known families; its image tokens "
-                          "cannot be told apart")
-    adapter.family.check(analysis, str(adapter.target))
-    return adapter.family
 
 
 def sample_attention(model, batch, image_ids: torch.Tensor, layers: Sequence[torch.nn.Module]) -> list[dict]:
@@ -272,7 +262,7 @@ def run_attention(settings: AttentionSettings) -> dict:
     from tqdm.auto import tqdm
 
     from mimic.atomic import write_json
-    from mimic.eval.diagnostics.common import hf_target, requests_of, select_rows
+    from mimic.eval.diagnostics.common import family_of, hf_target, requests_of, select_rows
     from mimic.eval.predictions import PredictionWriter, read_predictions
 
     hf_target(settings.model, "attention")

@@ -10,7 +10,7 @@ from typing import Any
 from mimic.errors import ConfigError
 from mimic.eval.api import Request, parse_model_spec
 
-__all__ = ["Selection", "hf_target", "parse_where", "requests_of", "run_arm", "save_figure", "select_rows"]
+__all__ = ["Selection", "family_of", "hf_target", "parse_where", "requests_of", "run_arm", "save_figure", "select_rows"]
 
 
 def hf_target(spec: str, analysis: str) -> str:
@@ -20,6 +20,16 @@ def hf_target(spec: str, analysis: str) -> str:
         raise ConfigError(f"--model {spec}: `mimic diagnose {analysis}` needs an hf:<checkpoint> model "
                           "(it reads or changes the model's internals)")
     return target
+
+
+def family_of(adapter, analysis: str):
+    """The loaded adapter's `Family`, checked to support `analysis` (one line naming the family otherwise)."""
+    if adapter.family is None:
+        raise ConfigError(f"mimic diagnose {analysis.replace('_', '-')}: hf:{adapter.target} is a "
+                          f"{adapter._model_type!r} model, not one of the known families; its image tokens "
+                          "cannot be told apart")
+    adapter.family.check(analysis, str(adapter.target))
+    return adapter.family
 
 
 def parse_where(items: Sequence[str]) -> dict[str, list[str]]:

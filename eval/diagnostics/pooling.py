@@ -132,7 +132,7 @@ class PooledHFModel(HFModel):
         if self.model is not None:
             return
         super().load()
-        from mimic.eval.diagnostics.attention import family_of
+        from mimic.eval.diagnostics.common import family_of
 
         family = family_of(self, "pooling")
         if self.arm == "tokens" and getattr(self.model, "_mimic_image_masking", None) is not None:

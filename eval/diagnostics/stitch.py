@@ -129,22 +129,16 @@ def match_cell(tokens_at: Callable[[int], int], target: int, start: int, largest
     hi = max(1, min(start, largest))
     while tokens_at(hi) < target and hi < largest:
         hi = min(largest, hi * 2)
+    # capped below the target: aim at the cap's count, so the smallest side reaching it is taken, not a huge one
+    goal = min(target, tokens_at(hi))
     lo = 1
     while lo < hi:
         mid = (lo + hi) // 2
-        if tokens_at(mid) >= target:
+        if tokens_at(mid) >= goal:
             hi = mid
         else:
             lo = mid + 1
-    if tokens_at(hi) < target:
-        # capped below the target: the smallest side that already gets the cap's count, not a needlessly huge one
-        top, lo = tokens_at(hi), 1
-        while lo < hi:
-            mid = (lo + hi) // 2
-            if tokens_at(mid) >= top:
-                hi = mid
-            else:
-                lo = mid + 1
+    if goal < target:
         return hi, tokens_at(hi)
     candidates = range(max(1, hi - 4), min(largest, hi + 4) + 1)
     best = min(candidates, key=lambda c: (abs(tokens_at(c) - target), c))
@@ -167,7 +161,7 @@ class StitchedHFModel(HFModel):
         if self.model is not None:
             return
         super().load()
-        from mimic.eval.diagnostics.attention import family_of
+        from mimic.eval.diagnostics.common import family_of
 
         self._start = self.tile or family_of(self, "stitch").stitch_tile(self.model, self.processor)
 

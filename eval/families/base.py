@@ -20,6 +20,7 @@ Adding a family: a new module with a `Family` subclass registered under its name
 
 from __future__ import annotations
 
+import abc
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -131,7 +132,7 @@ def shrink_placeholders(input_ids: torch.Tensor, attention_mask: torch.Tensor, i
     return ids, mask, carried
 
 
-class TokenPooling:
+class TokenPooling(abc.ABC):
     """The tokens arm of the pooling analysis for one family at one factor: `attach` installs the pooling on
     the model (hooks on its own modules; a no-op for a family whose `shorten` supplies the pooled features
     itself), `shorten` turns a processor output (on the model's device) into the model input with pooled
@@ -142,11 +143,11 @@ class TokenPooling:
         self.family, self.model, self.processor, self.factor = family, model, processor, factor
         self._handles: list[Any] = []
 
-    def attach(self) -> None:
-        raise NotImplementedError
+    @abc.abstractmethod
+    def attach(self) -> None: ...
 
-    def shorten(self, batch, pad_id: int):
-        raise NotImplementedError
+    @abc.abstractmethod
+    def shorten(self, batch, pad_id: int): ...
 
     def detach(self) -> None:
         for h in self._handles:
@@ -164,9 +165,9 @@ class ProjectorPooling(TokenPooling):
         projector = self.model.model.multi_modal_projector
         self._handles.append(projector.register_forward_hook(lambda module, args, output: pool_tokens(output, factor)))
 
+    @abc.abstractmethod
     def pooled_count(self, count: int) -> int:
         """Placeholders of an image of `count` tokens after pooling."""
-        raise NotImplementedError
 
     def shorten(self, batch, pad_id: int):
         old = self.family.image_token_counts(self.model, self.processor, batch)
@@ -177,7 +178,7 @@ class ProjectorPooling(TokenPooling):
         return batch
 
 
-class Family:
+class Family(abc.ABC):
     """One model family (see the module docstring). Subclasses set `name`, `model_types`, `analyses` and
     implement the token layout and pixel geometry of their processor."""
 
@@ -224,9 +225,9 @@ class Family:
         return int(token_id)
 
     # -- token layout ----------------------------------------------------------------------------------------
+    @abc.abstractmethod
     def image_token_counts(self, model, processor, batch) -> list[list[int]]:
         """Per row, the number of image placeholder tokens of each of its images, by the family's rules."""
-        raise NotImplementedError
 
     def image_ids(self, model, processor, batch, num_images: Sequence[int]) -> torch.Tensor:
         """(B, L) index of the image every token belongs to (-1 for text), checked against the rows.
@@ -248,6 +249,7 @@ class Family:
             raise ConfigError(f"{self.name}: {err}") from None
 
     # -- pixels ------------------------------------------------------------------------------------------------
+    @abc.abstractmethod
     def encoder_size(self, processor, image_size: tuple[int, int], num_images: int,
                      options=None) -> tuple[int, int]:
         """(width, height) of an image of `image_size` (w, h) as its content reaches the vision encoder in a
@@ -255,12 +257,11 @@ class Family:
 
         options: the adapter's options (`HFOptions`), for families whose processor call takes per-run
         arguments from them (`processor_kwargs`, e.g. Qwen2-VL's pixel bounds); None = the processor's own."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def patch_grid(self, model, processor, image_size: tuple[int, int], num_images: int,
                    options=None) -> PatchGrid:
         """The patch tokens of one image over its own area (see `PatchGrid`); options as in `encoder_size`."""
-        raise NotImplementedError
 
     def stitch_tile(self, model, processor) -> int:
         """The paper's tile side for this family's stitched composite (only a starting point: the stitch
